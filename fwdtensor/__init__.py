@@ -1,0 +1,71 @@
+"""fwdtensor: forward-mode automatic differentiation for Array API programs.
+
+``import fwdtensor as ft`` gives the transforms (``ft.jvp``, ``ft.jacfwd``, ...), the
+``DualTensor`` type and an Array API namespace (``ft.sin``, ``ft.sum``, ``ft.linalg``...)
+whose functions accept duals and plain arrays of any backend alike. It is also what
+``DualTensor.__array_namespace__()`` returns, so code written against the standard runs
+on duals unchanged.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from . import _core
+from ._core import DualTensor
+from ._errors import (
+    BackendMismatchError,
+    FwdTensorError,
+    NotDifferentiableError,
+    StructureError,
+    TangentError,
+)
+from ._namespace import build as _build
+from ._namespace_extras import *  # noqa: F403  (constants, dtypes, inspection: see its __all__)
+from ._namespace_extras import __all__ as _extras_all
+from ._transforms import (
+    batched_jvp,
+    derivative,
+    get_memory_budget,
+    hessian,
+    jacfwd,
+    jvp,
+    set_memory_budget,
+    value_and_jacfwd,
+)
+from .rules.creation import asarray
+from .rules.indexing import getitem as _getitem
+from .rules.indexing import setitem as _setitem
+
+__version__ = "0.1.0"
+__array_api_version__ = "2025.12"
+
+# The standard's functions, generated from the rule tables (names listed in _namespace.pyi).
+_functions = _build()
+globals().update(_functions)
+
+_core.FT = sys.modules[__name__]
+
+from . import fft, linalg  # noqa: E402  (the extensions need the namespace above)
+
+__all__ = [
+    "DualTensor",
+    "jvp",
+    "batched_jvp",
+    "jacfwd",
+    "value_and_jacfwd",
+    "hessian",
+    "derivative",
+    "set_memory_budget",
+    "get_memory_budget",
+    "asarray",
+    "linalg",
+    "fft",
+    "FwdTensorError",
+    "TangentError",
+    "BackendMismatchError",
+    "NotDifferentiableError",
+    "StructureError",
+    *_extras_all,
+    *sorted(_functions),
+]

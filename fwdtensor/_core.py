@@ -1,0 +1,506 @@
+"""DualTensor and the dispatch path that applies a derivative rule.
+
+A tangent always carries a leading axis of B directions: ``t.shape == (B, *primal.shape)``.
+An unbatched dual stores B == 1 and shows ``primal.shape`` through ``.tangent``. A
+tangent of ``None`` is a symbolic zero: constants never allocate one.
+
+Levels (see ``_levels``): when duals of different levels meet, the highest level is
+differentiated and every other operand is a constant for it, even if it is itself a dual.
+Rules compute with ``xp``, the namespace of their inputs: the backend's namespace when the
+primals are plain arrays, and fwdtensor's own when some primal is a lower-level dual, so
+a rule written once recurses through nested differentiation.
+"""
+
+from __future__ import annotations
+
+from types import ModuleType, SimpleNamespace
+from typing import TYPE_CHECKING, Any
+
+import array_api_compat
+
+from . import _backend, _errors
+from ._backend import PY_SCALARS, namespace_of
+from ._levels import USER_LEVEL
+from ._tangent import align
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .rules._forms import Rule
+
+# The fwdtensor namespace module; set by ``fwdtensor/__init__.py`` once it is built.
+FT: ModuleType = None  # type: ignore[assignment]
+# Every rule by its name (``R.add``), filled by ``_namespace`` from the rule tables.
+R = SimpleNamespace()
+
+# Markers a binary rule may return for a partial derivative, so no multiply is spent.
+ONE = object()
+MINUS_ONE = object()
+
+
+class DivBy:
+    """A partial derivative ``1 / x``: the core divides by ``x`` (one pass, not two)."""
+
+    __slots__ = ("x",)
+
+    def __init__(self, x: Any) -> None:
+        self.x = x
+
+
+class DualTensor:
+    """An array together with its tangent: a point and B directional derivatives.
+
+    ``DualTensor(primal, tangent=None, *, batched=False)`` takes an array of any Array API
+    library (or Python scalars and nested sequences, which become NumPy float64). The
+    tangent has the primal's shape, or ``(B, *primal.shape)`` with ``batched=True``; its
+    dtype is the primal's. A missing tangent is zero and costs nothing.
+
+    >>> import fwdtensor as ft
+    >>> x = ft.DualTensor(2.0, 1.0)
+    >>> y = ft.log(x) + x * 5.0 - ft.sin(ft.asarray(5.0))
+    >>> round(float(y.tangent), 4)
+    5.5
+    """
+
+    __slots__ = ("primal", "_t", "level", "_B", "xp", "_bxp", "_owned")
+    # NumPy and torch hand mixed operations to our reflected operators only with these.
+    __array_ufunc__ = None
+    __array_priority__ = 1000
+
+    primal: Any
+    _t: Any
+    level: int
+    _B: int  # 0 for a single direction (stored as B == 1), else the number of directions
+    xp: ModuleType  # namespace to compute the primal with (fwdtensor's when it is nested)
+    _bxp: ModuleType  # namespace of the innermost backend arrays
+    _owned: bool  # True once the tangent buffer is private to this dual (copy-on-write)
+
+    def __init__(self, primal: Any, tangent: Any = None, *, batched: bool = False) -> None:
+        if type(primal) is DualTensor:
+            raise TypeError(
+                "DualTensor(primal) got a DualTensor as primal; nest derivatives with "
+                "ft.jvp / ft.jacfwd, which keep the levels apart"
+            )
+        p = _backend.as_array(primal)
+        bxp = namespace_of(p)
+        t = None
+        B = 0
+        if tangent is not None:
+            if not _backend.is_floating(bxp, p.dtype):
+                raise _errors.integer_primal(p.dtype)
+            t = _check_tangent(bxp, p, tangent, batched)
+            B = t.shape[0] if batched else 0
+        self.primal = p
+        self._t = t
+        self.level = USER_LEVEL
+        self._B = B
+        self.xp = bxp
+        self._bxp = bxp
+        self._owned = False
+
+    # ---------------------------------------------------------------- attributes
+    @property
+    def tangent(self) -> Any:
+        """The tangent: ``primal.shape``, or ``(B, *primal.shape)`` for a batched dual."""
+        t = self._t
+        if t is None:
+            t = zeros_tangent(self, max(self._B, 1))
+        return t if self._B else t[0, ...]
+
+    @property
+    def batched(self) -> bool:
+        """True when the tangent carries a leading axis of several directions."""
+        return self._B > 0
+
+    @property
+    def shape(self) -> tuple:
+        return self.primal.shape
+
+    @property
+    def dtype(self) -> Any:
+        return self.primal.dtype
+
+    @property
+    def device(self) -> Any:
+        return array_api_compat.device(self.primal)
+
+    @property
+    def ndim(self) -> int:
+        return self.primal.ndim
+
+    @property
+    def size(self) -> int | None:
+        return self.primal.size
+
+    @property
+    def T(self) -> DualTensor:
+        if self.ndim != 2:
+            raise ValueError(f".T needs a 2-D array, got {self.ndim} dimensions; use .mT or permute_dims")
+        return FT.permute_dims(self, (1, 0))
+
+    @property
+    def mT(self) -> DualTensor:
+        return FT.matrix_transpose(self)
+
+    def to_device(self, device: Any, /, *, stream: Any = None) -> DualTensor:
+        """Move primal and tangent together to ``device``."""
+        kw = {} if stream is None else {"stream": stream}
+        p = array_api_compat.to_device(self.primal, device, **kw)
+        t = None if self._t is None else array_api_compat.to_device(self._t, device, **kw)
+        return _make(p, t, self.level, self._B, self._bxp)
+
+    def __array_namespace__(self, /, *, api_version: str | None = None) -> ModuleType:
+        return FT
+
+    def __dlpack__(self, *args: Any, **kwargs: Any) -> Any:
+        raise TypeError(
+            "a DualTensor holds two arrays and cannot be exported through DLPack; "
+            "export .primal and .tangent separately"
+        )
+
+    def __dlpack_device__(self) -> Any:
+        return self.primal.__dlpack_device__()
+
+    def __repr__(self) -> str:
+        pad = " " * len("DualTensor(")
+        prim = repr(self.primal).replace("\n", "\n" + pad + " " * len("primal="))
+        if self._t is None:
+            return f"DualTensor(primal={prim}, tangent=0)"
+        tan = repr(self.tangent).replace("\n", "\n" + pad + " " * len("tangent="))
+        extra = f", batched={self._B}" if self._B else ""
+        return f"DualTensor(primal={prim},\n{pad}tangent={tan}{extra})"
+
+    # ---------------------------------------------------------- python protocol
+    def __bool__(self) -> bool:
+        return bool(self.primal)
+
+    def __float__(self) -> float:
+        return float(self.primal)
+
+    def __int__(self) -> int:
+        return int(self.primal)
+
+    def __index__(self) -> int:
+        return self.primal.__index__()
+
+    def __complex__(self) -> complex:
+        return complex(self.primal)
+
+    def __len__(self) -> int:
+        return len(self.primal)
+
+    def __iter__(self):
+        if self.ndim == 0:
+            raise TypeError("iteration over a 0-d DualTensor")
+        return (self[i] for i in range(self.shape[0]))
+
+    __hash__ = None  # type: ignore[assignment]  # arrays are unhashable
+
+    # ------------------------------------------------------------- operators
+    def __add__(self, other): return binary(R.add, self, other)  # noqa: E704
+    def __radd__(self, other): return binary(R.add, other, self)  # noqa: E704
+    def __sub__(self, other): return binary(R.subtract, self, other)  # noqa: E704
+    def __rsub__(self, other): return binary(R.subtract, other, self)  # noqa: E704
+    def __mul__(self, other): return binary(R.multiply, self, other)  # noqa: E704
+    def __rmul__(self, other): return binary(R.multiply, other, self)  # noqa: E704
+    def __truediv__(self, other): return binary(R.divide, self, other)  # noqa: E704
+    def __rtruediv__(self, other): return binary(R.divide, other, self)  # noqa: E704
+    def __floordiv__(self, other): return binary(R.floor_divide, self, other)  # noqa: E704
+    def __rfloordiv__(self, other): return binary(R.floor_divide, other, self)  # noqa: E704
+    def __mod__(self, other): return binary(R.remainder, self, other)  # noqa: E704
+    def __rmod__(self, other): return binary(R.remainder, other, self)  # noqa: E704
+    def __pow__(self, other): return binary(R.pow, self, other)  # noqa: E704
+    def __rpow__(self, other): return binary(R.pow, other, self)  # noqa: E704
+    def __matmul__(self, other): return FT.matmul(self, other)  # noqa: E704
+    def __rmatmul__(self, other): return FT.matmul(other, self)  # noqa: E704
+    def __and__(self, other): return binary(R.bitwise_and, self, other)  # noqa: E704
+    def __rand__(self, other): return binary(R.bitwise_and, other, self)  # noqa: E704
+    def __or__(self, other): return binary(R.bitwise_or, self, other)  # noqa: E704
+    def __ror__(self, other): return binary(R.bitwise_or, other, self)  # noqa: E704
+    def __xor__(self, other): return binary(R.bitwise_xor, self, other)  # noqa: E704
+    def __rxor__(self, other): return binary(R.bitwise_xor, other, self)  # noqa: E704
+    def __lshift__(self, other): return binary(R.bitwise_left_shift, self, other)  # noqa: E704
+    def __rlshift__(self, other): return binary(R.bitwise_left_shift, other, self)  # noqa: E704
+    def __rshift__(self, other): return binary(R.bitwise_right_shift, self, other)  # noqa: E704
+    def __rrshift__(self, other): return binary(R.bitwise_right_shift, other, self)  # noqa: E704
+    def __lt__(self, other): return binary(R.less, self, other)  # noqa: E704
+    def __le__(self, other): return binary(R.less_equal, self, other)  # noqa: E704
+    def __gt__(self, other): return binary(R.greater, self, other)  # noqa: E704
+    def __ge__(self, other): return binary(R.greater_equal, self, other)  # noqa: E704
+    def __eq__(self, other): return binary(R.equal, self, other)  # type: ignore[override]  # noqa: E704
+    def __ne__(self, other): return binary(R.not_equal, self, other)  # type: ignore[override]  # noqa: E704
+    def __neg__(self): return unary(R.negative, self)  # noqa: E704
+    def __pos__(self): return unary(R.positive, self)  # noqa: E704
+    def __abs__(self): return unary(R.abs, self)  # noqa: E704
+    def __invert__(self): return unary(R.bitwise_invert, self)  # noqa: E704
+
+    # In-place operators rebind this dual's primal and tangent to the result (arrays are
+    # never written through, so a tangent shared with another dual stays intact).
+    def __iadd__(self, other): return self._inplace(self + other)  # noqa: E704
+    def __isub__(self, other): return self._inplace(self - other)  # noqa: E704
+    def __imul__(self, other): return self._inplace(self * other)  # noqa: E704
+    def __itruediv__(self, other): return self._inplace(self / other)  # noqa: E704
+    def __ifloordiv__(self, other): return self._inplace(self // other)  # noqa: E704
+    def __imod__(self, other): return self._inplace(self % other)  # noqa: E704
+    def __ipow__(self, other): return self._inplace(self**other)  # noqa: E704
+    def __imatmul__(self, other): return self._inplace(self @ other)  # noqa: E704
+    def __iand__(self, other): return self._inplace(self & other)  # noqa: E704
+    def __ior__(self, other): return self._inplace(self | other)  # noqa: E704
+    def __ixor__(self, other): return self._inplace(self ^ other)  # noqa: E704
+    def __ilshift__(self, other): return self._inplace(self << other)  # noqa: E704
+    def __irshift__(self, other): return self._inplace(self >> other)  # noqa: E704
+
+    def _inplace(self, r: Any) -> Any:
+        if type(r) is not DualTensor or r.level != self.level:
+            return r  # a higher-level (or plain) result: Python rebinds the name to it
+        if r.shape != self.shape:
+            raise ValueError(
+                f"in-place operation would change the shape from {self.shape} to {r.shape}"
+            )
+        if r.dtype != self.dtype:
+            raise TypeError(
+                f"in-place operation would change the dtype from {self.dtype} to {r.dtype}; "
+                "the standard does not allow that, write x = x op y instead"
+            )
+        self.primal, self._t, self._B, self.xp, self._owned = r.primal, r._t, r._B, r.xp, False
+        return self
+
+    # --------------------------------------------------------------- indexing
+    def __getitem__(self, key: Any) -> Any:
+        return FT._getitem(self, key)
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        FT._setitem(self, key, value)
+
+
+_new = object.__new__
+
+
+def _make(p: Any, t: Any, level: int, B: int, bxp: ModuleType) -> DualTensor:
+    """Build a result dual without validation (the hot path)."""
+    d = _new(DualTensor)
+    d.primal = p
+    d._t = t
+    d.level = level
+    d._B = B
+    d.xp = FT if type(p) is DualTensor else bxp
+    d._bxp = bxp
+    d._owned = False
+    return d
+
+
+def make_dual(p: Any, t: Any, level: int, B: int, bxp: ModuleType) -> Any:
+    """A result of a rule: a dual, or a plain array when it is not floating-point.
+
+    Integer and boolean results never carry a tangent; a floating result with a zero
+    tangent stays a dual (so its level is kept) with a symbolic zero.
+    """
+    if t is None and not _backend.is_floating(bxp, p.dtype):
+        return p
+    return _make(p, t, level, B, bxp)
+
+
+def _check_tangent(bxp: ModuleType, p: Any, tangent: Any, batched: bool) -> Any:
+    """Validate a user tangent against its primal; return it with the batch axis."""
+    if type(tangent) is DualTensor:
+        raise TypeError("a tangent cannot be a DualTensor here; nest derivatives with ft.jvp")
+    if not _backend.is_array(tangent):
+        tangent = bxp.asarray(tangent, dtype=p.dtype, device=array_api_compat.device(p))
+    elif namespace_of(tangent) is not bxp:
+        raise _errors.backend_mismatch(p, tangent)
+    if tangent.dtype != p.dtype:
+        raise _errors.tangent_dtype(p.dtype, tangent.dtype)
+    want = tuple(p.shape)
+    got = tuple(tangent.shape)
+    if (got[1:] != want or len(got) == 0) if batched else got != want:
+        raise _errors.tangent_shape(want, got, batched)
+    dp, dt = array_api_compat.device(p), array_api_compat.device(tangent)
+    if dp != dt:
+        raise _errors.device_mismatch(dp, dt)
+    return tangent if batched else bxp.reshape(tangent, (1, *want))
+
+
+def zeros_tangent(x: Any, B: int) -> Any:
+    """An explicit zero tangent of B directions for ``x`` (a dual or an array)."""
+    if type(x) is DualTensor:
+        xp, p = x._bxp, x.primal
+    else:
+        xp, p = namespace_of(x), x
+    return xp.zeros((B, *p.shape), dtype=p.dtype, device=array_api_compat.device(p))
+
+
+# ------------------------------------------------------------------ dispatch
+def _check_const(bxp: ModuleType, ref: Any, c: Any) -> None:
+    """Refuse a constant operand that comes from another Array API library."""
+    if type(c) is DualTensor:
+        if c._bxp is not bxp:
+            raise _errors.backend_mismatch(ref, c.primal)
+    elif not isinstance(c, PY_SCALARS) and namespace_of(c) is not bxp:
+        raise _errors.backend_mismatch(ref, c)
+
+
+def expand(d: Any) -> Any:
+    """Give a derivative array a unit batch axis so it multiplies a tangent cheaply."""
+    if type(d) in PY_SCALARS:
+        return d
+    return d[None, ...]
+
+
+def scale(xp: ModuleType, t: Any, d: Any) -> Any:
+    """The tangent ``t`` times the partial derivative ``d`` (which may be a marker)."""
+    if d is ONE:
+        return t
+    if d is MINUS_ONE:
+        return xp.negative(t)
+    if type(d) is DivBy:
+        return xp.divide(t, expand(d.x))
+    return xp.multiply(t, expand(d))
+
+
+def unary(rule: Rule, x: Any) -> Any:
+    """Apply a one-argument elementwise rule."""
+    if type(x) is not DualTensor:
+        return rule.f(namespace_of(x), x)
+    xp = x.xp
+    p = x.primal
+    y = rule.f(xp, p)
+    t = x._t
+    kind = rule.kind
+    if kind == "nondiff":
+        return y
+    if t is None or kind == "zero":
+        return make_dual(y, None, x.level, x._B, x._bxp)
+    if rule.jvp is not None:
+        t = rule.jvp(xp, p, y, t)
+    else:
+        t = scale(xp, t, rule.d(xp, p, y))
+    return _make(y, t, x.level, x._B, x._bxp) if t is not None else make_dual(y, None, x.level, x._B, x._bxp)
+
+
+def _binary_plain(rule: Rule, a: Any, b: Any) -> Any:
+    src = a if not isinstance(a, PY_SCALARS) else b
+    xp = namespace_of(src)
+    return rule.f(xp, a, b)
+
+
+def binary(rule: Rule, a: Any, b: Any) -> Any:
+    """Apply a two-argument elementwise rule (operands broadcast, scalars allowed)."""
+    if type(a) is DualTensor:
+        if type(b) is DualTensor and b.level >= a.level:
+            if b.level == a.level:
+                pa, ta, pb, tb = a.primal, a._t, b.primal, b._t
+                bxp = a._bxp
+                if b._bxp is not bxp:
+                    raise _errors.backend_mismatch(a.primal, b.primal)
+                B = a._B if a._B >= b._B else b._B
+                level = a.level
+            else:  # b is the higher level: a is a constant for it
+                pa, ta, pb, tb = a, None, b.primal, b._t
+                bxp, B, level = b._bxp, b._B, b.level
+                if a._bxp is not bxp:
+                    _check_const(bxp, b.primal, a)
+        else:
+            pa, ta, pb, tb = a.primal, a._t, b, None
+            bxp, B, level = a._bxp, a._B, a.level
+            if type(b) is not type(pa) and type(b) not in PY_SCALARS:
+                _check_const(bxp, pa, b)
+    elif type(b) is DualTensor:
+        pa, ta, pb, tb = a, None, b.primal, b._t
+        bxp, B, level = b._bxp, b._B, b.level
+        if type(a) is not type(pb) and type(a) not in PY_SCALARS:
+            _check_const(bxp, pb, a)
+    else:
+        return _binary_plain(rule, a, b)
+
+    xp = FT if (type(pa) is DualTensor or type(pb) is DualTensor) else bxp
+    y = rule.f(xp, pa, pb)
+    kind = rule.kind
+    if kind == "nondiff":
+        return y
+    if (ta is None and tb is None) or kind == "zero":
+        return make_dual(y, None, level, B, bxp)
+    nd = y.ndim
+    t = None
+    if ta is not None:
+        d = rule.d1(xp, pa, pb, y)
+        if d is not None:
+            t = scale(xp, align(xp, ta, nd), d)
+    if tb is not None:
+        d = rule.d2(xp, pa, pb, y)
+        if d is not None:
+            t2 = scale(xp, align(xp, tb, nd), d)
+            t = t2 if t is None else xp.add(t, t2)
+    if t is None:
+        return make_dual(y, None, level, B, bxp)
+    if t.shape[1:] != y.shape:
+        t = xp.broadcast_to(t, (t.shape[0], *y.shape))
+    return _make(y, t, level, B, bxp)
+
+
+# ----------------------------------------------------------- general rules
+def _top_level(arrays: tuple) -> DualTensor | None:
+    """The dual of the highest level among ``arrays`` (None when there is none)."""
+    top = None
+    for a in arrays:
+        if type(a) is DualTensor and (top is None or a.level > top.level):
+            top = a
+    return top
+
+
+def split(arrays: tuple, top: DualTensor) -> tuple[list, list, int, ModuleType, ModuleType]:
+    """Primals and tangents of ``arrays`` at ``top``'s level; everything else is constant."""
+    level, bxp = top.level, top._bxp
+    primals, tangents = [], []
+    B = 0
+    nested = False
+    for a in arrays:
+        if type(a) is DualTensor:
+            if a._bxp is not bxp:
+                raise _errors.backend_mismatch(top.primal, a.primal)
+            if a.level == level:
+                p, t = a.primal, a._t
+                B = B if B >= a._B else a._B
+            else:
+                p, t = a, None
+        else:
+            if a is not None and not isinstance(a, PY_SCALARS) and type(a) is not type(top.primal):
+                _check_const(bxp, top.primal, a)
+            p, t = a, None
+        nested = nested or type(p) is DualTensor
+        primals.append(p)
+        tangents.append(t)
+    return primals, tangents, B, (FT if nested else bxp), bxp
+
+
+def wrap(out: Any, tout: Any, level: int, B: int, bxp: ModuleType) -> Any:
+    """Pair a rule's primal output (array or tuple of arrays) with its tangent output."""
+    if isinstance(out, (tuple, list)):
+        touts = (None,) * len(out) if tout is None else tout
+        items = [wrap(o, t, level, B, bxp) for o, t in zip(out, touts)]
+        if isinstance(out, list):
+            return items
+        return type(out)(*items) if hasattr(out, "_fields") else tuple(items)
+    if out is None or type(out) in PY_SCALARS:
+        return out
+    return make_dual(out, tout, level, B, bxp)
+
+
+def apply(rule: Rule, arrays: tuple, params: dict) -> Any:
+    """Apply a general rule to the array arguments ``arrays`` with keyword ``params``."""
+    top = _top_level(arrays)
+    if top is None:
+        xp = _plain_namespace(arrays, params)
+        return rule.f(xp, *arrays, **params)
+    primals, tangents, B, xp, bxp = split(arrays, top)
+    if rule.kind == "nondiff":
+        return rule.f(xp, *primals, **params)
+    if rule.kind == "zero" or all(t is None for t in tangents):
+        return wrap(rule.f(xp, *primals, **params), None, top.level, B, bxp)
+    out, tout = rule.jvp(xp, primals, tangents, **params)
+    return wrap(out, tout, top.level, B, bxp)
+
+
+def _plain_namespace(arrays: tuple, params: dict) -> ModuleType:
+    """The backend of the first array argument (NumPy when there is none)."""
+    for a in arrays:
+        if a is not None and not isinstance(a, PY_SCALARS):
+            return namespace_of(a)
+    return _backend.default_numpy()
