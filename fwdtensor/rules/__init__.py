@@ -6,7 +6,20 @@ the coverage page and the tests are generated from.
 
 from __future__ import annotations
 
-from . import creation, elementwise, indexing, linear_algebra, manipulation, statistical
+from . import (
+    creation,
+    data_types,
+    elementwise,
+    fft,
+    indexing,
+    linalg,
+    linear_algebra,
+    manipulation,
+    searching,
+    sorting,
+    statistical,
+    unsupported,
+)
 from ._forms import Rule
 
 ALL_RULES: tuple[Rule, ...] = (
@@ -15,7 +28,15 @@ ALL_RULES: tuple[Rule, ...] = (
     *statistical.RULES,
     *linear_algebra.RULES,
     *indexing.RULES,
+    *searching.RULES,
+    *sorting.RULES,
     *creation.RULES,
+    *data_types.RULES,
+    *linalg.RULES,
+    *fft.RULES,
 )
 
-__all__ = ["ALL_RULES", "Rule"]
+# Names of the standard deliberately without a rule, each with its reason.
+UNSUPPORTED: dict[str, str] = dict(unsupported.UNSUPPORTED)
+
+__all__ = ["ALL_RULES", "UNSUPPORTED", "Rule"]

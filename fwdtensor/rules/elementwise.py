@@ -45,6 +45,17 @@ def _conj_jvp(xp: Any, x: Any, y: Any, t: Any) -> Any:
     return xp.conj(t) if _is_complex(xp, x) else t
 
 
+def _sign_jvp(xp: Any, x: Any, y: Any, t: Any) -> Any:
+    # Real: zero slope (JAX). Complex: sign(z) = z/|z| turns with z, so its derivative is
+    # i*Im(conj(s) t)/|z| * s (the exact R-linear pushforward; JAX returns 0 here).
+    if not _is_complex(xp, x):
+        return None
+    r = xp.abs(x)
+    safe = xp.where(xp.equal(r, 0), xp.ones_like(r), r)
+    rot = xp.imag(xp.multiply(t, xp.conj(y)[None, ...]))
+    return xp.multiply(rot * 1j, xp.divide(y, safe)[None, ...])
+
+
 def _cos_d(xp: Any, x: Any, y: Any) -> Any:
     d = xp.sin(x)
     return xp.negative(d)
@@ -98,12 +109,16 @@ def _hypot_d(xp: Any, a: Any, y: Any) -> Any:
     return xp.divide(a, safe)
 
 
+def _neg(xp: Any, a: Any) -> Any:
+    return -a if isinstance(a, _SCALAR) else xp.negative(a)
+
+
 def _atan2_d1(xp: Any, x1: Any, x2: Any, y: Any) -> Any:
-    return xp.divide(x2, xp.add(xp.multiply(x1, x1), xp.multiply(x2, x2)))
+    return xp.divide(x2, xp.add(x1 * x1, x2 * x2))
 
 
 def _atan2_d2(xp: Any, x1: Any, x2: Any, y: Any) -> Any:
-    return xp.divide(-x1, xp.add(xp.multiply(x1, x1), xp.multiply(x2, x2)))
+    return xp.divide(_neg(xp, x1), xp.add(x1 * x1, x2 * x2))
 
 
 def _logaddexp_d(xp: Any, a: Any, y: Any) -> Any:
@@ -127,7 +142,7 @@ def _clip_jvp(xp: Any, primals: list, tangents: list) -> tuple:
             tm = tl if tm is None else xp.add(tm, tl)
     t = tm
     if hi is not None:
-        dm = _balanced(xp, xp.negative(m), -hi if isinstance(hi, _SCALAR) else xp.negative(hi), y)
+        dm = _balanced(xp, xp.negative(m), _neg(xp, hi), y)
         t = None if tm is None else xp.multiply(tm, dm[None, ...])
         if thi is not None:
             th = xp.multiply(thi, (1 - dm)[None, ...])
@@ -155,7 +170,7 @@ RULES: tuple[Rule, ...] = (
     unary("cosh", lambda xp, x, y: xp.sinh(x)),
     unary("exp", lambda xp, x, y: y),
     unary("expm1", lambda xp, x, y: y + 1),
-    unary("imag", jvp=_imag_jvp),
+    unary("imag", jvp=_imag_jvp, dtypes="complex"),
     unary("log", lambda xp, x, y: DivBy(x), domain="positive"),
     unary("log1p", lambda xp, x, y: DivBy(x + 1), domain="gtm1"),
     unary("log2", lambda xp, x, y: DivBy(x * LN2), domain="positive"),
@@ -173,7 +188,7 @@ RULES: tuple[Rule, ...] = (
     zero("ceil", dtypes="real"),
     zero("floor", dtypes="real"),
     zero("round", note="zero slope (JAX)"),
-    zero("sign", note="zero slope, also for complex inputs (JAX)"),
+    unary("sign", jvp=_sign_jvp, domain="nonzero", note="real: zero slope (JAX); complex: exact derivative of z/|z|"),
     zero("trunc", dtypes="real"),
     nondiff("signbit", dtypes="real"),
     nondiff("isfinite"),
@@ -224,8 +239,8 @@ RULES: tuple[Rule, ...] = (
     ),
     binary(
         "minimum",
-        lambda xp, a, b, y: _balanced(xp, xp.negative(a), xp.negative(b), y),
-        lambda xp, a, b, y: _balanced(xp, xp.negative(b), xp.negative(a), y),
+        lambda xp, a, b, y: _balanced(xp, _neg(xp, a), _neg(xp, b), y),
+        lambda xp, a, b, y: _balanced(xp, _neg(xp, b), _neg(xp, a), y),
         dtypes="real",
         note="ties split the tangent evenly (JAX)",
     ),

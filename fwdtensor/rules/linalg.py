@@ -1,0 +1,7 @@
+"""Rules for the ``linalg``  functions of the standard (filled in by its own issue)."""
+
+from __future__ import annotations
+
+from ._forms import Rule
+
+RULES: tuple[Rule, ...] = ()
