@@ -345,40 +345,48 @@ def expand(d: Any) -> Any:
 
 
 def scale(xp: ModuleType, t: Any, d: Any) -> Any:
-    """The tangent ``t`` times the partial derivative ``d`` (which may be a marker)."""
-    if d is ONE:
-        return t
+    """The tangent ``t`` times a partial derivative ``d`` (array, scalar or marker)."""
+    return _times(xp, t, d)
+
+
+def _fn(rule: Rule, xp: ModuleType) -> Any:
+    """The backend function of an elementwise rule (cached per namespace)."""
+    fn = rule.cache.get(xp)
+    if fn is None:
+        fn = rule.cache[xp] = getattr(xp, rule.name)
+    return fn
+
+
+def _times(xp: ModuleType, t: Any, d: Any) -> Any:
+    """``t * d`` for a partial derivative ``d`` (array, scalar or marker); None if zero."""
+    if d is ONE or d is None:
+        return t if d is ONE else None
     if d is MINUS_ONE:
         return xp.negative(t)
-    if type(d) is DivBy:
-        return xp.divide(t, expand(d.x))
-    return xp.multiply(t, expand(d))
+    tp = type(d)
+    if tp is DivBy:
+        d = d.x
+        return xp.divide(t, d if type(d) in PY_SCALARS else d[None, ...])
+    return xp.multiply(t, d if tp in PY_SCALARS else d[None, ...])
 
 
 def unary(rule: Rule, x: Any) -> Any:
     """Apply a one-argument elementwise rule."""
     if type(x) is not DualTensor:
-        return rule.f(namespace_of(x), x)
+        return _fn(rule, namespace_of(x))(x)
     xp = x.xp
     p = x.primal
-    y = rule.f(xp, p)
+    y = _fn(rule, xp)(p)
     t = x._t
     kind = rule.kind
     if kind == "nondiff":
         return y
-    if t is None or kind == "zero":
-        return make_dual(y, None, x.level, x._B, x._bxp)
-    if rule.jvp is not None:
-        t = rule.jvp(xp, p, y, t)
-    else:
-        t = scale(xp, t, rule.d(xp, p, y))
-    return _make(y, t, x.level, x._B, x._bxp) if t is not None else make_dual(y, None, x.level, x._B, x._bxp)
-
-
-def _binary_plain(rule: Rule, a: Any, b: Any) -> Any:
-    src = a if not isinstance(a, PY_SCALARS) else b
-    xp = namespace_of(src)
-    return rule.f(xp, a, b)
+    if t is not None and kind == "diff":
+        jvp = rule.jvp
+        t = jvp(xp, p, y, t) if jvp is not None else _times(xp, t, rule.d(xp, p, y))
+        if t is not None:
+            return _make(y, t, x.level, x._B, x._bxp)
+    return make_dual(y, None, x.level, x._B, x._bxp)
 
 
 def binary(rule: Rule, a: Any, b: Any) -> Any:
@@ -408,26 +416,28 @@ def binary(rule: Rule, a: Any, b: Any) -> Any:
         if type(a) is not type(pb) and type(a) not in PY_SCALARS:
             _check_const(bxp, pb, a)
     else:
-        return _binary_plain(rule, a, b)
+        src = a if type(a) not in PY_SCALARS else b
+        return _fn(rule, namespace_of(src))(a, b)
 
     xp = FT if (type(pa) is DualTensor or type(pb) is DualTensor) else bxp
-    y = rule.f(xp, pa, pb)
+    y = _fn(rule, xp)(pa, pb)
     kind = rule.kind
     if kind == "nondiff":
         return y
-    if (ta is None and tb is None) or kind == "zero":
-        return make_dual(y, None, level, B, bxp)
-    nd = y.ndim
     t = None
-    if ta is not None:
-        d = rule.d1(xp, pa, pb, y)
-        if d is not None:
-            t = scale(xp, align(xp, ta, nd), d)
-    if tb is not None:
-        d = rule.d2(xp, pa, pb, y)
-        if d is not None:
-            t2 = scale(xp, align(xp, tb, nd), d)
-            t = t2 if t is None else xp.add(t, t2)
+    if kind == "diff":
+        nd = y.ndim + 1
+        if ta is not None:
+            t = _times(xp, ta if ta.ndim == nd else align(xp, ta, nd - 1), rule.d1(xp, pa, pb, y))
+        if tb is not None:
+            tb = tb if tb.ndim == nd else align(xp, tb, nd - 1)
+            d = rule.d2(xp, pa, pb, y)
+            if t is not None and d is MINUS_ONE:
+                t = xp.subtract(t, tb)  # one pass instead of negate-then-add
+            else:
+                t2 = _times(xp, tb, d)
+                if t2 is not None:
+                    t = t2 if t is None else xp.add(t, t2)
     if t is None:
         return make_dual(y, None, level, B, bxp)
     if t.shape[1:] != y.shape:

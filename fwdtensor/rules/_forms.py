@@ -49,6 +49,7 @@ class Rule:
     dtypes: str = "float"  # "float" (real and complex), "real", "complex", "int", "bool", "any"
     note: str = ""  # convention at kinks, shown in the coverage table
     meta: dict = field(default_factory=dict)  # anything else the tests may need
+    cache: dict = field(default_factory=dict, repr=False)  # backend function per namespace
 
 
 def _primal(name: str) -> Callable:
