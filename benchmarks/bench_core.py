@@ -208,9 +208,16 @@ def main() -> None:
     out = RESULTS / f"core_{tag}{'_quick' if args.quick else ''}.json"
     out.write_text(
         json.dumps(
-            {"date": time.strftime("%Y-%m-%d %H:%M"), "load_before": load, "load_after": os.getloadavg(),
-             "machine": platform.platform(), "cpus": os.cpu_count(), "threads": args.threads,
-             "a_ratio_to_numpy_primal": rows, "b_seconds": b},
+            {
+                "date": time.strftime("%Y-%m-%d %H:%M"),
+                "load_before": load,
+                "load_after": os.getloadavg(),
+                "machine": platform.platform(),
+                "cpus": os.cpu_count(),
+                "threads": args.threads,
+                "a_ratio_to_numpy_primal": rows,
+                "b_seconds": b,
+            },
             indent=1,
         )
     )

@@ -26,9 +26,7 @@ def namespace_of(x: Any) -> ModuleType:
         try:
             ns = array_api_compat.array_namespace(x)
         except TypeError:
-            raise TypeError(
-                f"expected an array of an Array API library, got {_errors.describe(x)}"
-            ) from None
+            raise TypeError(f"expected an array of an Array API library, got {_errors.describe(x)}") from None
         _NS_BY_TYPE[tp] = ns
     return ns
 

@@ -128,7 +128,7 @@ class DualTensor:
 
     @property
     def size(self) -> int | None:
-        return self.primal.size
+        return array_api_compat.size(self.primal)
 
     @property
     def T(self) -> DualTensor:
@@ -185,76 +185,172 @@ class DualTensor:
         return complex(self.primal)
 
     def __len__(self) -> int:
-        return len(self.primal)
+        if self.ndim == 0:
+            raise TypeError("len() of a 0-d DualTensor")
+        return self.shape[0]
 
     def __iter__(self):
         if self.ndim == 0:
             raise TypeError("iteration over a 0-d DualTensor")
-        return (self[i] for i in range(self.shape[0]))
+        return (self[i, ...] for i in range(self.shape[0]))
 
     __hash__ = None  # type: ignore[assignment]  # arrays are unhashable
 
     # ------------------------------------------------------------- operators
-    def __add__(self, other): return binary(R.add, self, other)  # noqa: E704
-    def __radd__(self, other): return binary(R.add, other, self)  # noqa: E704
-    def __sub__(self, other): return binary(R.subtract, self, other)  # noqa: E704
-    def __rsub__(self, other): return binary(R.subtract, other, self)  # noqa: E704
-    def __mul__(self, other): return binary(R.multiply, self, other)  # noqa: E704
-    def __rmul__(self, other): return binary(R.multiply, other, self)  # noqa: E704
-    def __truediv__(self, other): return binary(R.divide, self, other)  # noqa: E704
-    def __rtruediv__(self, other): return binary(R.divide, other, self)  # noqa: E704
-    def __floordiv__(self, other): return binary(R.floor_divide, self, other)  # noqa: E704
-    def __rfloordiv__(self, other): return binary(R.floor_divide, other, self)  # noqa: E704
-    def __mod__(self, other): return binary(R.remainder, self, other)  # noqa: E704
-    def __rmod__(self, other): return binary(R.remainder, other, self)  # noqa: E704
-    def __pow__(self, other): return binary(R.pow, self, other)  # noqa: E704
-    def __rpow__(self, other): return binary(R.pow, other, self)  # noqa: E704
-    def __matmul__(self, other): return FT.matmul(self, other)  # noqa: E704
-    def __rmatmul__(self, other): return FT.matmul(other, self)  # noqa: E704
-    def __and__(self, other): return binary(R.bitwise_and, self, other)  # noqa: E704
-    def __rand__(self, other): return binary(R.bitwise_and, other, self)  # noqa: E704
-    def __or__(self, other): return binary(R.bitwise_or, self, other)  # noqa: E704
-    def __ror__(self, other): return binary(R.bitwise_or, other, self)  # noqa: E704
-    def __xor__(self, other): return binary(R.bitwise_xor, self, other)  # noqa: E704
-    def __rxor__(self, other): return binary(R.bitwise_xor, other, self)  # noqa: E704
-    def __lshift__(self, other): return binary(R.bitwise_left_shift, self, other)  # noqa: E704
-    def __rlshift__(self, other): return binary(R.bitwise_left_shift, other, self)  # noqa: E704
-    def __rshift__(self, other): return binary(R.bitwise_right_shift, self, other)  # noqa: E704
-    def __rrshift__(self, other): return binary(R.bitwise_right_shift, other, self)  # noqa: E704
-    def __lt__(self, other): return binary(R.less, self, other)  # noqa: E704
-    def __le__(self, other): return binary(R.less_equal, self, other)  # noqa: E704
-    def __gt__(self, other): return binary(R.greater, self, other)  # noqa: E704
-    def __ge__(self, other): return binary(R.greater_equal, self, other)  # noqa: E704
-    def __eq__(self, other): return binary(R.equal, self, other)  # type: ignore[override]  # noqa: E704
-    def __ne__(self, other): return binary(R.not_equal, self, other)  # type: ignore[override]  # noqa: E704
-    def __neg__(self): return unary(R.negative, self)  # noqa: E704
-    def __pos__(self): return unary(R.positive, self)  # noqa: E704
-    def __abs__(self): return unary(R.abs, self)  # noqa: E704
-    def __invert__(self): return unary(R.bitwise_invert, self)  # noqa: E704
+    def __add__(self, other):
+        return binary(R.add, self, other)  # noqa: E704
+
+    def __radd__(self, other):
+        return binary(R.add, other, self)  # noqa: E704
+
+    def __sub__(self, other):
+        return binary(R.subtract, self, other)  # noqa: E704
+
+    def __rsub__(self, other):
+        return binary(R.subtract, other, self)  # noqa: E704
+
+    def __mul__(self, other):
+        return binary(R.multiply, self, other)  # noqa: E704
+
+    def __rmul__(self, other):
+        return binary(R.multiply, other, self)  # noqa: E704
+
+    def __truediv__(self, other):
+        return binary(R.divide, self, other)  # noqa: E704
+
+    def __rtruediv__(self, other):
+        return binary(R.divide, other, self)  # noqa: E704
+
+    def __floordiv__(self, other):
+        return binary(R.floor_divide, self, other)  # noqa: E704
+
+    def __rfloordiv__(self, other):
+        return binary(R.floor_divide, other, self)  # noqa: E704
+
+    def __mod__(self, other):
+        return binary(R.remainder, self, other)  # noqa: E704
+
+    def __rmod__(self, other):
+        return binary(R.remainder, other, self)  # noqa: E704
+
+    def __pow__(self, other):
+        return binary(R.pow, self, other)  # noqa: E704
+
+    def __rpow__(self, other):
+        return binary(R.pow, other, self)  # noqa: E704
+
+    def __matmul__(self, other):
+        return FT.matmul(self, other)  # noqa: E704
+
+    def __rmatmul__(self, other):
+        return FT.matmul(other, self)  # noqa: E704
+
+    def __and__(self, other):
+        return binary(R.bitwise_and, self, other)  # noqa: E704
+
+    def __rand__(self, other):
+        return binary(R.bitwise_and, other, self)  # noqa: E704
+
+    def __or__(self, other):
+        return binary(R.bitwise_or, self, other)  # noqa: E704
+
+    def __ror__(self, other):
+        return binary(R.bitwise_or, other, self)  # noqa: E704
+
+    def __xor__(self, other):
+        return binary(R.bitwise_xor, self, other)  # noqa: E704
+
+    def __rxor__(self, other):
+        return binary(R.bitwise_xor, other, self)  # noqa: E704
+
+    def __lshift__(self, other):
+        return binary(R.bitwise_left_shift, self, other)  # noqa: E704
+
+    def __rlshift__(self, other):
+        return binary(R.bitwise_left_shift, other, self)  # noqa: E704
+
+    def __rshift__(self, other):
+        return binary(R.bitwise_right_shift, self, other)  # noqa: E704
+
+    def __rrshift__(self, other):
+        return binary(R.bitwise_right_shift, other, self)  # noqa: E704
+
+    def __lt__(self, other):
+        return binary(R.less, self, other)  # noqa: E704
+
+    def __le__(self, other):
+        return binary(R.less_equal, self, other)  # noqa: E704
+
+    def __gt__(self, other):
+        return binary(R.greater, self, other)  # noqa: E704
+
+    def __ge__(self, other):
+        return binary(R.greater_equal, self, other)  # noqa: E704
+
+    def __eq__(self, other):
+        return binary(R.equal, self, other)  # type: ignore[override]  # noqa: E704
+
+    def __ne__(self, other):
+        return binary(R.not_equal, self, other)  # type: ignore[override]  # noqa: E704
+
+    def __neg__(self):
+        return unary(R.negative, self)  # noqa: E704
+
+    def __pos__(self):
+        return unary(R.positive, self)  # noqa: E704
+
+    def __abs__(self):
+        return unary(R.abs, self)  # noqa: E704
+
+    def __invert__(self):
+        return unary(R.bitwise_invert, self)  # noqa: E704
 
     # In-place operators rebind this dual's primal and tangent to the result (arrays are
     # never written through, so a tangent shared with another dual stays intact).
-    def __iadd__(self, other): return self._inplace(self + other)  # noqa: E704
-    def __isub__(self, other): return self._inplace(self - other)  # noqa: E704
-    def __imul__(self, other): return self._inplace(self * other)  # noqa: E704
-    def __itruediv__(self, other): return self._inplace(self / other)  # noqa: E704
-    def __ifloordiv__(self, other): return self._inplace(self // other)  # noqa: E704
-    def __imod__(self, other): return self._inplace(self % other)  # noqa: E704
-    def __ipow__(self, other): return self._inplace(self**other)  # noqa: E704
-    def __imatmul__(self, other): return self._inplace(self @ other)  # noqa: E704
-    def __iand__(self, other): return self._inplace(self & other)  # noqa: E704
-    def __ior__(self, other): return self._inplace(self | other)  # noqa: E704
-    def __ixor__(self, other): return self._inplace(self ^ other)  # noqa: E704
-    def __ilshift__(self, other): return self._inplace(self << other)  # noqa: E704
-    def __irshift__(self, other): return self._inplace(self >> other)  # noqa: E704
+    def __iadd__(self, other):
+        return self._inplace(self + other)  # noqa: E704
+
+    def __isub__(self, other):
+        return self._inplace(self - other)  # noqa: E704
+
+    def __imul__(self, other):
+        return self._inplace(self * other)  # noqa: E704
+
+    def __itruediv__(self, other):
+        return self._inplace(self / other)  # noqa: E704
+
+    def __ifloordiv__(self, other):
+        return self._inplace(self // other)  # noqa: E704
+
+    def __imod__(self, other):
+        return self._inplace(self % other)  # noqa: E704
+
+    def __ipow__(self, other):
+        return self._inplace(self**other)  # noqa: E704
+
+    def __imatmul__(self, other):
+        return self._inplace(self @ other)  # noqa: E704
+
+    def __iand__(self, other):
+        return self._inplace(self & other)  # noqa: E704
+
+    def __ior__(self, other):
+        return self._inplace(self | other)  # noqa: E704
+
+    def __ixor__(self, other):
+        return self._inplace(self ^ other)  # noqa: E704
+
+    def __ilshift__(self, other):
+        return self._inplace(self << other)  # noqa: E704
+
+    def __irshift__(self, other):
+        return self._inplace(self >> other)  # noqa: E704
 
     def _inplace(self, r: Any) -> Any:
         if type(r) is not DualTensor or r.level != self.level:
             return r  # a higher-level (or plain) result: Python rebinds the name to it
         if r.shape != self.shape:
-            raise ValueError(
-                f"in-place operation would change the shape from {self.shape} to {r.shape}"
-            )
+            raise ValueError(f"in-place operation would change the shape from {self.shape} to {r.shape}")
         if r.dtype != self.dtype:
             raise TypeError(
                 f"in-place operation would change the dtype from {self.dtype} to {r.dtype}; "

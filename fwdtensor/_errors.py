@@ -34,7 +34,11 @@ def describe(a: object) -> str:
 
 
 def tangent_shape(primal_shape: tuple, tangent_shape: tuple, batched: bool) -> TangentError:
-    want = "(B, *primal.shape) = (B, " + ", ".join(map(str, primal_shape)) + ")" if batched else str(tuple(primal_shape))
+    want = (
+        "(B, *primal.shape) = (B, " + ", ".join(map(str, primal_shape)) + ")"
+        if batched
+        else str(tuple(primal_shape))
+    )
     return TangentError(
         f"tangent has shape {tuple(tangent_shape)} but the primal has shape {tuple(primal_shape)}; "
         f"expected a tangent of shape {want}"

@@ -229,8 +229,7 @@ def _compatible(t: Any, td: Any) -> bool:
 def _split_aux(out: Any) -> tuple[Any, Any]:
     if not (isinstance(out, (tuple, list)) and len(out) == 2):
         raise _errors.StructureError(
-            "with has_aux=True the function must return a pair (output, aux), got "
-            f"{type(out).__name__}"
+            f"with has_aux=True the function must return a pair (output, aux), got {type(out).__name__}"
         )
     return out[0], out[1]
 
@@ -464,7 +463,9 @@ def _result_dtype(xp: Any, out: Any, x: Any) -> Any:
 
 
 # ---------------------------------------------------------- higher orders
-def hessian(f: Callable, argnums: int | tuple[int, ...] = 0, *, has_aux: bool = False, chunk_size: int | None = None) -> Callable:
+def hessian(
+    f: Callable, argnums: int | tuple[int, ...] = 0, *, has_aux: bool = False, chunk_size: int | None = None
+) -> Callable:
     """The Hessian of ``f`` by forward-over-forward: ``jacfwd(jacfwd(f))``, layout ``out + in + in``."""
     if has_aux:
         inner = jacfwd(f, argnums, has_aux=True, chunk_size=chunk_size)

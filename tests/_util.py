@@ -53,7 +53,7 @@ def to_numpy(a: Any) -> np.ndarray:
     if array_api_compat.is_cupy_array(a):
         return a.get()
     if array_api_compat.is_torch_array(a):
-        return a.detach().cpu().numpy()
+        return a.detach().cpu().resolve_conj().resolve_neg().numpy()  # torch's lazy conj/neg views
     if isinstance(a, np.ndarray):
         return a
     return np.from_dlpack(a)
@@ -98,7 +98,9 @@ def tolerances(dtype: str) -> tuple[float, float]:
     return (2e-6, 2e-7) if dtype in ("float64", "complex128") else (3e-3, 3e-4)
 
 
-def central_difference(f: Any, args: list[np.ndarray], dirs: list[np.ndarray | None], h: float = 1e-5) -> np.ndarray:
+def central_difference(
+    f: Any, args: list[np.ndarray], dirs: list[np.ndarray | None], h: float = 1e-5
+) -> np.ndarray:
     """Fourth-order central difference of ``f`` (NumPy float64/complex128) along ``dirs``."""
 
     def at(s: float) -> np.ndarray:

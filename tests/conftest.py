@@ -31,10 +31,14 @@ def _backends() -> list:
     params = [pytest.param("numpy", id="numpy"), pytest.param("array_api_strict", id="strict")]
     torch_reason = None if importlib.util.find_spec("torch") else "PyTorch is not installed"
     params.append(
-        pytest.param("torch", id="torch", marks=pytest.mark.skipif(torch_reason is not None, reason=str(torch_reason)))
+        pytest.param(
+            "torch", id="torch", marks=pytest.mark.skipif(torch_reason is not None, reason=str(torch_reason))
+        )
     )
     cuda = _cuda_reason()
-    params.append(pytest.param("cupy", id="cupy", marks=pytest.mark.skipif(cuda is not None, reason=str(cuda))))
+    params.append(
+        pytest.param("cupy", id="cupy", marks=pytest.mark.skipif(cuda is not None, reason=str(cuda)))
+    )
     return params
 
 

@@ -95,11 +95,17 @@ def test_batched_equals_stacked_single(rule, backend):
     dt = dtypes_of(rule)[0]
     xs = _inputs(rule, [(2, 3)] * nargs, dt, rng)
     vs = [sample("real", (3, 2, 3), dt, rng) for _ in range(nargs)]
-    batched = _fn(rule.name)(*[ft.DualTensor(backend.asarray(x), backend.asarray(v), batched=True) for x, v in zip(xs, vs)])
+    batched = _fn(rule.name)(
+        *[ft.DualTensor(backend.asarray(x), backend.asarray(v), batched=True) for x, v in zip(xs, vs)]
+    )
     assert batched.batched and tuple(batched.tangent.shape) == (3, 2, 3)
     for b in range(3):
-        single = _fn(rule.name)(*[ft.DualTensor(backend.asarray(x), backend.asarray(v[b])) for x, v in zip(xs, vs)])
-        np.testing.assert_allclose(to_numpy(batched.tangent)[b], to_numpy(single.tangent), rtol=1e-12, atol=1e-15)
+        single = _fn(rule.name)(
+            *[ft.DualTensor(backend.asarray(x), backend.asarray(v[b])) for x, v in zip(xs, vs)]
+        )
+        np.testing.assert_allclose(
+            to_numpy(batched.tangent)[b], to_numpy(single.tangent), rtol=1e-12, atol=1e-15
+        )
 
 
 @pytest.mark.parametrize("rule", [r for r in DIFF if r.form == "binary"], ids=lambda r: r.name)
@@ -116,7 +122,9 @@ def test_binary_broadcasting(rule, shapes, backend):
     assert_close(out.tangent, ref, "float64", rule.name)
     # batched tangents with broadcasting
     vb = [np.stack([v, 2 * v]) for v in vs]
-    outb = _fn(rule.name)(*[ft.DualTensor(backend.asarray(x), backend.asarray(v), batched=True) for x, v in zip(xs, vb)])
+    outb = _fn(rule.name)(
+        *[ft.DualTensor(backend.asarray(x), backend.asarray(v), batched=True) for x, v in zip(xs, vb)]
+    )
     assert_close(to_numpy(outb.tangent)[1], 2 * ref, "float64", rule.name)
 
 

@@ -188,7 +188,12 @@ RULES: tuple[Rule, ...] = (
     zero("ceil", dtypes="real"),
     zero("floor", dtypes="real"),
     zero("round", note="zero slope (JAX)"),
-    unary("sign", jvp=_sign_jvp, domain="nonzero", note="real: zero slope (JAX); complex: exact derivative of z/|z|"),
+    unary(
+        "sign",
+        jvp=_sign_jvp,
+        domain="nonzero",
+        note="real: zero slope (JAX); complex: exact derivative of z/|z|",
+    ),
     zero("trunc", dtypes="real"),
     nondiff("signbit", dtypes="real"),
     nondiff("isfinite"),
@@ -206,7 +211,13 @@ RULES: tuple[Rule, ...] = (
         lambda xp, a, b, y: xp.negative(xp.divide(y, b)),
         domain="nonzero2",
     ),
-    binary("pow", _pow_d1, _pow_d2, domain="pow", note="slope in x1 is 0 where x2 == 0; in x2 is 0 where x1 == 0 (JAX)"),
+    binary(
+        "pow",
+        _pow_d1,
+        _pow_d2,
+        domain="pow",
+        note="slope in x1 is 0 where x2 == 0; in x2 is 0 where x1 == 0 (JAX)",
+    ),
     binary(
         "remainder",
         lambda xp, a, b, y: ONE,
@@ -216,7 +227,9 @@ RULES: tuple[Rule, ...] = (
         note="d/dx2 = -floor(x1/x2); jumps where x1/x2 is an integer",
     ),
     binary("atan2", _atan2_d1, _atan2_d2, dtypes="real"),
-    binary("copysign", _copysign_d1, lambda xp, a, b, y: None, dtypes="real", note="slope 0 at x1 == 0, as abs"),
+    binary(
+        "copysign", _copysign_d1, lambda xp, a, b, y: None, dtypes="real", note="slope 0 at x1 == 0, as abs"
+    ),
     binary(
         "hypot",
         lambda xp, a, b, y: _hypot_d(xp, a, y),
