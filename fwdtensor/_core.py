@@ -152,6 +152,14 @@ class DualTensor:
     def __array_namespace__(self, /, *, api_version: str | None = None) -> ModuleType:
         return FT
 
+    def __array__(self, dtype: Any = None, copy: Any = None) -> Any:
+        # NumPy would otherwise fill arrays from a dual element by element (through
+        # __float__), silently dropping its tangent.
+        raise TypeError(
+            "a DualTensor cannot be converted to a plain array implicitly (its tangent would be "
+            "lost); use .primal and .tangent, or ft.stack / ft.where to build arrays of duals"
+        )
+
     def __dlpack__(self, *args: Any, **kwargs: Any) -> Any:
         raise TypeError(
             "a DualTensor holds two arrays and cannot be exported through DLPack; "
@@ -368,6 +376,19 @@ class DualTensor:
     def __setitem__(self, key: Any, value: Any) -> None:
         FT._setitem(self, key, value)
 
+    # ------------------------------------------------------------ lazy backends
+    def compute(self, **kwargs: Any) -> DualTensor:
+        """Evaluate a Dask-backed dual, primal and tangent in one graph (see ``_dask.compute``)."""
+        from . import _dask
+
+        return _dask.compute(self, **kwargs)
+
+    def persist(self, **kwargs: Any) -> DualTensor:
+        """Persist a Dask-backed dual's primal and tangent together (see ``_dask.persist``)."""
+        from . import _dask
+
+        return _dask.persist(self, **kwargs)
+
 
 _new = object.__new__
 
@@ -432,6 +453,8 @@ def _check_const(bxp: ModuleType, ref: Any, c: Any) -> None:
         if c._bxp is not bxp:
             raise _errors.backend_mismatch(ref, c.primal)
     elif not isinstance(c, PY_SCALARS) and namespace_of(c) is not bxp:
+        if namespace_of(c) is getattr(bxp, "wraps", None):  # sparsity detection's namespace
+            return
         raise _errors.backend_mismatch(ref, c)
 
 
@@ -588,7 +611,10 @@ def wrap(out: Any, tout: Any, level: int, B: int, bxp: ModuleType) -> Any:
         items = [wrap(o, t, level, B, bxp) for o, t in zip(out, touts)]
         if isinstance(out, list):
             return items
-        return type(out)(*items) if hasattr(out, "_fields") else tuple(items)
+        if hasattr(out, "_fields"):
+            return type(out)(*items)
+        # torch.return_types are C struct sequences: named, but built from one sequence
+        return type(out)(items) if hasattr(type(out), "n_fields") else tuple(items)
     if out is None or type(out) in PY_SCALARS:
         return out
     return make_dual(out, tout, level, B, bxp)
@@ -601,12 +627,35 @@ def apply(rule: Rule, arrays: tuple, params: dict) -> Any:
         xp = _plain_namespace(arrays, params)
         return rule.f(xp, *arrays, **params)
     primals, tangents, B, xp, bxp = split(arrays, top)
-    if rule.kind == "nondiff":
-        return rule.f(xp, *primals, **params)
-    if rule.kind == "zero" or all(t is None for t in tangents):
-        return wrap(rule.f(xp, *primals, **params), None, top.level, B, bxp)
-    out, tout = rule.jvp(xp, primals, tangents, **params)
+    try:
+        if rule.kind == "nondiff":
+            return rule.f(xp, *primals, **params)
+        if rule.kind == "zero" or all(t is None for t in tangents):
+            return wrap(rule.f(xp, *primals, **params), None, top.level, B, bxp)
+        out, tout = rule.jvp(xp, primals, tangents, **params)
+    except Exception as exc:  # name the devices where the backend's message does not
+        err = _device_error(arrays)
+        if err is not None:
+            raise err from exc
+        raise
     return wrap(out, tout, top.level, B, bxp)
+
+
+def _device_error(arrays: tuple) -> Exception | None:
+    """A device-mismatch error naming two different devices among ``arrays``, else None."""
+    first = None
+    for a in arrays:
+        if a is None or isinstance(a, PY_SCALARS):
+            continue
+        try:
+            d = array_api_compat.device(a)
+        except Exception:  # not an array: the backend's own error stands
+            continue
+        if first is None:
+            first = d
+        elif d != first:
+            return _errors.device_mismatch(first, d)
+    return None
 
 
 def _plain_namespace(arrays: tuple, params: dict) -> ModuleType:
