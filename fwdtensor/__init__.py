@@ -10,6 +10,7 @@ on duals unchanged.
 from __future__ import annotations
 
 import sys
+from typing import TYPE_CHECKING
 
 from . import _core
 from ._core import DualTensor
@@ -23,6 +24,9 @@ from ._errors import (
 from ._namespace import build as _build
 from ._namespace_extras import *  # noqa: F403  (constants, dtypes, inspection: see its __all__)
 from ._namespace_extras import __all__ as _extras_all
+from ._custom import custom_jvp
+from ._sparse import SparseJacobian, SparsityPattern, color_columns, sparse_jacfwd, sparsity_pattern
+from ._fused import is_fused, set_fused
 from ._transforms import (
     batched_jvp,
     derivative,
@@ -40,22 +44,35 @@ from .rules.indexing import setitem as _setitem
 __version__ = "0.1.0"
 __array_api_version__ = "2025.12"
 
-# The standard's functions, generated from the rule tables (names listed in _namespace.pyi).
+# The standard's functions, generated from the rule tables (names listed in _namespace_functions.pyi).
 _functions = _build()
 globals().update(_functions)
+if TYPE_CHECKING:  # IDEs and type checkers see the generated names through the stub
+    from ._namespace_functions import *  # noqa: F403
 
 _core.FT = sys.modules[__name__]
 
 from . import fft, linalg  # noqa: E402  (the extensions need the namespace above)
+from ._distributed import DistributedError, distributed_jacfwd  # noqa: E402
 
 __all__ = [
     "DualTensor",
+    "set_fused",
+    "is_fused",
     "jvp",
     "batched_jvp",
     "jacfwd",
     "value_and_jacfwd",
+    "distributed_jacfwd",
+    "DistributedError",
     "hessian",
     "derivative",
+    "custom_jvp",
+    "sparse_jacfwd",
+    "sparsity_pattern",
+    "SparsityPattern",
+    "SparseJacobian",
+    "color_columns",
     "set_memory_budget",
     "get_memory_budget",
     "asarray",

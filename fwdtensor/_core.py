@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import array_api_compat
 
-from . import _backend, _errors
+from . import _backend, _errors, _fused
 from ._backend import PY_SCALARS, namespace_of
 from ._levels import USER_LEVEL
 from ._tangent import align
@@ -497,6 +497,8 @@ def unary(rule: Rule, x: Any) -> Any:
     """Apply a one-argument elementwise rule."""
     if type(x) is not DualTensor:
         return _fn(rule, namespace_of(x))(x)
+    if _fused.enabled and (r := _fused.unary(rule, x)) is not None:
+        return r  # one CuPy kernel for primal and tangent (opt-in, see _fused)
     xp = x.xp
     p = x.primal
     y = _fn(rule, xp)(p)
@@ -514,6 +516,8 @@ def unary(rule: Rule, x: Any) -> Any:
 
 def binary(rule: Rule, a: Any, b: Any) -> Any:
     """Apply a two-argument elementwise rule (operands broadcast, scalars allowed)."""
+    if _fused.enabled and (r := _fused.binary(rule, a, b)) is not None:
+        return r
     if type(a) is DualTensor:
         if type(b) is DualTensor and b.level >= a.level:
             if b.level == a.level:
