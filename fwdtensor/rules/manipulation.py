@@ -1,21 +1,61 @@
-"""Manipulation functions: all linear, so the tangent goes through the same function."""
+"""Manipulation functions: all linear, so the tangent goes through the same function.
+
+The tangent carries a leading batch axis, so axis arguments shift by one (negative axes
+stay). Functions of several arrays (``concat``, ``stack``) give constants zero blocks;
+``broadcast_arrays`` and ``unstack`` return one tangent per output.
+"""
 
 from __future__ import annotations
 
 import math
 from typing import Any
 
-from .._tangent import shift_axis
-from ._forms import Rule, linear
+import array_api_compat
+
+from .. import _core
+from .._backend import namespace_of
+from .._core import DualTensor
+from .._tangent import align, shift_axes, shift_axis
+from ._forms import Rule, custom, linear
 
 
+# ------------------------------------------------------------------ helpers
+def common_batch(tangents: list) -> int:
+    """The number of directions shared by ``tangents`` (None entries are ignored)."""
+    return max((t.shape[0] for t in tangents if t is not None), default=1)
+
+
+def blocks(xp: Any, primals: list, tangents: list) -> list:
+    """One tangent per primal with a common batch size: zeros where a primal is constant."""
+    B = common_batch(tangents)
+    out = []
+    for p, t in zip(primals, tangents):
+        if t is None:
+            t = _core.zeros_tangent(p, B)
+        elif t.shape[0] != B:
+            t = xp.broadcast_to(t, (B, *t.shape[1:]))
+        out.append(t)
+    return out
+
+
+def zero_block(ref: Any, B: int, shape: tuple, dtype: Any) -> Any:
+    """Zeros of shape ``(B, *shape)`` on ``ref``'s backend and device (``ref`` may be a dual)."""
+    while type(ref) is DualTensor:
+        ref = ref.primal
+    return namespace_of(ref).zeros((B, *shape), dtype=dtype, device=array_api_compat.device(ref))
+
+
+def _new_axis(axis: int) -> int:
+    """The tangent's axis for an axis of a result that gains one dimension (stack)."""
+    return axis + 1 if axis >= 0 else axis
+
+
+# -------------------------------------------------------------- rule bodies
 def _roll_t(xp: Any, t: Any, shift: Any, *, axis: Any = None) -> Any:
     if axis is None:  # roll the flattened array, as the primal does
         flat = xp.reshape(t, (t.shape[0], math.prod(t.shape[1:])))
         return xp.reshape(xp.roll(flat, shift, axis=1), t.shape)
-    nd = t.ndim - 1
-    ax = tuple(shift_axis(a, nd) for a in axis) if isinstance(axis, tuple) else shift_axis(axis, nd)
-    return xp.roll(t, shift, axis=ax)
+    return xp.roll(t, shift, axis=shift_axes(axis, t.ndim - 1))
 
 
 def _reshape_t(xp: Any, t: Any, shape: tuple, *, copy: Any = None) -> Any:
@@ -28,26 +68,123 @@ def _permute_t(xp: Any, t: Any, axes: tuple) -> Any:
 
 
 def _broadcast_to_t(xp: Any, t: Any, shape: tuple) -> Any:
-    k = len(shape) + 1 - t.ndim
-    if k > 0:
-        t = xp.reshape(t, (t.shape[0],) + (1,) * k + tuple(t.shape[1:]))
-    return xp.broadcast_to(t, (t.shape[0], *shape))
+    return xp.broadcast_to(align(xp, t, len(shape)), (t.shape[0], *shape))
 
 
 def _expand_dims_t(xp: Any, t: Any, *, axis: Any = 0) -> Any:
-    nd = t.ndim  # the primal's ndim + 1 is the result's ndim; negative axes count from the end
+    # axes refer to the result; negative ones count from its end, which the tangent shares
     if isinstance(axis, tuple):
-        return xp.expand_dims(t, axis=tuple(a + 1 if a >= 0 else a for a in axis))
-    if not -nd <= axis < nd:
-        raise IndexError(f"axis {axis} is out of bounds for the result of dimension {nd}")
-    return xp.expand_dims(t, axis=axis + 1 if axis >= 0 else axis)
+        return xp.expand_dims(t, axis=tuple(_new_axis(a) for a in axis))
+    return xp.expand_dims(t, axis=_new_axis(axis))
+
+
+def _flip_t(xp: Any, t: Any, *, axis: Any = None) -> Any:
+    if t.ndim == 1:  # a 0-d primal: nothing to flip
+        return t
+    return xp.flip(t, axis=shift_axes(axis, t.ndim - 1))
+
+
+def _moveaxis_t(xp: Any, t: Any, source: Any, destination: Any) -> Any:
+    nd = t.ndim - 1
+    return xp.moveaxis(t, shift_axes(source, nd), shift_axes(destination, nd))
+
+
+def _repeat_t(xp: Any, t: Any, repeats: Any, *, axis: Any = None) -> Any:
+    if axis is None:  # the primal repeats the flattened array
+        t = xp.reshape(t, (t.shape[0], math.prod(t.shape[1:])))
+        return xp.repeat(t, repeats, axis=1)
+    return xp.repeat(t, repeats, axis=shift_axis(axis, t.ndim - 1))
+
+
+def _tile_t(xp: Any, t: Any, repetitions: tuple) -> Any:
+    # tile pads the shorter of shape and repetitions with leading ones; the batch axis gets 1
+    d = max(len(repetitions), t.ndim - 1)
+    reps = (1,) * (d - len(repetitions)) + tuple(repetitions)
+    return xp.tile(align(xp, t, d), (1, *reps))
+
+
+def _unstack_t(xp: Any, t: Any, *, axis: int = 0) -> tuple:
+    return tuple(xp.unstack(t, axis=shift_axis(axis, t.ndim - 1)))
+
+
+def _concat_jvp(xp: Any, primals: list, tangents: list, *, axis: Any = 0) -> tuple:
+    y = xp.concat(primals, axis=axis)
+    ts = blocks(xp, primals, tangents)
+    if axis is None:  # the primal concatenates the flattened arrays
+        ts = [xp.reshape(t, (t.shape[0], math.prod(t.shape[1:]))) for t in ts]
+        return y, xp.concat(ts, axis=1)
+    return y, xp.concat(ts, axis=shift_axis(axis, y.ndim))
+
+
+def _stack_jvp(xp: Any, primals: list, tangents: list, *, axis: int = 0) -> tuple:
+    y = xp.stack(primals, axis=axis)
+    return y, xp.stack(blocks(xp, primals, tangents), axis=_new_axis(axis))
+
+
+def _broadcast_arrays_jvp(xp: Any, primals: list, tangents: list) -> tuple:
+    ys = xp.broadcast_arrays(*primals)
+    shape = tuple(ys[0].shape) if len(ys) else ()
+    touts = tuple(
+        None if t is None else xp.broadcast_to(align(xp, t, len(shape)), (t.shape[0], *shape))
+        for t in tangents
+    )
+    return ys, touts
+
+
+# Primals: the core spreads a sequence argument into positional arrays; the standard takes
+# a list (concat, stack) and positional-only array-like parameters (moveaxis, repeat, tile).
+def _concat(xp: Any, *arrays: Any, axis: Any = 0) -> Any:
+    return xp.concat(list(arrays), axis=axis)
+
+
+def _stack(xp: Any, *arrays: Any, axis: int = 0) -> Any:
+    return xp.stack(list(arrays), axis=axis)
+
+
+def _moveaxis(xp: Any, x: Any, source: Any, destination: Any) -> Any:
+    return xp.moveaxis(x, source, destination)
+
+
+def _repeat(xp: Any, x: Any, repeats: Any, axis: Any = None) -> Any:
+    return xp.repeat(x, repeats, axis=axis)
+
+
+def _tile(xp: Any, x: Any, repetitions: tuple) -> Any:
+    return xp.tile(x, repetitions)
 
 
 RULES: tuple[Rule, ...] = (
-    linear("roll", _roll_t, params=("shift", "axis")),
-    linear("reshape", _reshape_t, params=("shape", "copy")),
-    linear("permute_dims", _permute_t, params=("axes",)),
-    linear("matrix_transpose", lambda xp, t: xp.matrix_transpose(t), domain="matrix"),
+    custom("broadcast_arrays", _broadcast_arrays_jvp, args=("*arrays",)),
     linear("broadcast_to", _broadcast_to_t, params=("shape",)),
+    custom(
+        "concat",
+        _concat_jvp,
+        f=_concat,
+        seq=True,
+        args=("arrays",),
+        params=("axis",),
+        note="constants: zero blocks",
+    ),
     linear("expand_dims", _expand_dims_t, params=("axis",)),
+    linear("flip", _flip_t, params=("axis",)),
+    linear("matrix_transpose", lambda xp, t: xp.matrix_transpose(t), domain="matrix"),
+    linear("moveaxis", _moveaxis_t, f=_moveaxis, params=("source", "destination")),
+    linear("permute_dims", _permute_t, params=("axes",)),
+    linear("repeat", _repeat_t, f=_repeat, params=("repeats", "axis")),
+    linear("reshape", _reshape_t, params=("shape", "copy")),
+    linear("roll", _roll_t, params=("shift", "axis")),
+    linear("squeeze", lambda xp, t, axis: xp.squeeze(t, axis=shift_axes(axis, t.ndim - 1)), params=("axis",)),
+    custom(
+        "stack",
+        _stack_jvp,
+        f=_stack,
+        seq=True,
+        args=("arrays",),
+        params=("axis",),
+        note="constants: zero blocks",
+    ),
+    linear("tile", _tile_t, f=_tile, params=("repetitions",)),
+    linear("tril", lambda xp, t, *, k=0: xp.tril(t, k=k), params=("k",), domain="matrix"),
+    linear("triu", lambda xp, t, *, k=0: xp.triu(t, k=k), params=("k",), domain="matrix"),
+    linear("unstack", _unstack_t, params=("axis",)),
 )
