@@ -211,3 +211,20 @@ def test_perturbation_confusion_classic():
 
     for x0 in (0.0, 1.5, -3.0):
         assert float(ft.derivative(outer)(x0)) == 1.0
+
+
+def test_setitem_under_nesting_keeps_inner_tangents():
+    # writing second-order duals into a first-order array must not drop the inner tangent
+    def f(p):
+        out = p * 0.0
+        out[0] = ft.sin(p[0])
+        out[1] = p[1] ** 3
+        return ft.sum(out)
+
+    h = ft.hessian(f)(np.array([1.0, 2.0]))
+    np.testing.assert_allclose(h, [[-np.sin(1.0), 0.0], [0.0, 12.0]], rtol=1e-12)
+
+
+def test_plain_arrays_refuse_duals():
+    with pytest.raises(TypeError, match="implicitly"):
+        np.asarray(ft.DualTensor(np.ones(2), np.ones(2)))
