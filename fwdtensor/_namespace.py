@@ -1,7 +1,10 @@
 """Turn the rule tables into the functions of the Array API namespace.
 
 Each function accepts duals, plain arrays and Python scalars where the standard does;
-with no dual among its inputs it returns exactly what the backend returns.
+with no dual among its inputs it returns exactly what the backend returns. A fwdtensor
+dtype token given as ``dtype=`` becomes the backend's dtype before any backend call.
+Creation functions (rules with ``meta["creation"]``) pick their backend from their
+array arguments, else from ``device=``, else NumPy.
 """
 
 from __future__ import annotations
@@ -10,11 +13,17 @@ from collections.abc import Callable
 from typing import Any
 
 from . import _core
+from ._core import DualTensor
+from ._dtypes import DType, backend_for
 from .rules import ALL_RULES
 from .rules._forms import Rule
 
 
 def _function(rule: Rule) -> Callable:
+    written = rule.meta.get("function")
+    if written is not None:  # a function written by hand; the row gives kind and note
+        written.rule = rule  # type: ignore[attr-defined]
+        return written
     if rule.form == "unary":
         unary = _core.unary
 
@@ -27,6 +36,8 @@ def _function(rule: Rule) -> Callable:
         def fn(x1: Any, x2: Any, /) -> Any:  # type: ignore[misc]
             return binary(rule, x1, x2)
 
+    elif rule.meta.get("creation"):
+        fn = _creation(rule)
     else:
         fn = _general(rule)
     name = rule.name.rsplit(".", 1)[-1]
@@ -40,6 +51,7 @@ def _general(rule: Rule) -> Callable:
     apply = _core.apply
     names, params, seq = rule.args, rule.params, rule.seq
     varargs = names == ("*arrays",)
+    has_dtype = "dtype" in params
     n = len(names)
 
     def fn(*args: Any, **kwargs: Any) -> Any:
@@ -55,6 +67,59 @@ def _general(rule: Rule) -> Callable:
             if len(rest) > len(params):
                 raise TypeError(f"{rule.name}() takes at most {n + len(params)} positional arguments")
             kwargs.update(zip(params, rest))
+        if has_dtype and type(kwargs.get("dtype")) is DType:
+            kwargs["dtype"] = kwargs["dtype"].on(backend_for(arrays))
+        return apply(rule, arrays, kwargs)
+
+    return fn
+
+
+def _binder(rule: Rule) -> Callable[[tuple, dict], tuple[tuple, dict]]:
+    """Split a call into (array arguments, keyword parameters) for a creation rule.
+
+    ``meta["order"]`` lists the positional parameters where they do not start with the
+    array arguments (``full(shape, fill_value)``).
+    """
+    names, params = rule.args, rule.params
+    varargs = names == ("*arrays",)
+    order = rule.meta.get("order") or (*names, *params)
+
+    def bind(args: tuple, kwargs: dict) -> tuple[tuple, dict]:
+        if varargs:
+            return args, kwargs
+        if len(args) > len(order):
+            raise TypeError(f"{rule.name}() takes at most {len(order)} positional arguments")
+        for k, a in zip(order, args):
+            if k in kwargs:
+                raise TypeError(f"{rule.name}() got multiple values for argument {k!r}")
+            kwargs[k] = a
+        return tuple(kwargs.pop(k, None) for k in names), kwargs
+
+    return bind
+
+
+def _innermost(x: Any) -> Any:
+    while type(x) is DualTensor:
+        x = x.primal
+    return x
+
+
+def _creation(rule: Rule) -> Callable:
+    apply = _core.apply
+    bind = _binder(rule)
+
+    def fn(*args: Any, **kwargs: Any) -> Any:
+        arrays, kwargs = bind(args, dict(kwargs))
+        top = None
+        for a in arrays:
+            if type(a) is DualTensor:
+                top = a
+                break
+        xp = top._bxp if top is not None else backend_for(arrays, kwargs.get("device"))
+        if type(kwargs.get("dtype")) is DType:
+            kwargs["dtype"] = kwargs["dtype"].on(xp)
+        if top is None:
+            return rule.f(xp, *arrays, **kwargs)
         return apply(rule, arrays, kwargs)
 
     return fn

@@ -1,4 +1,9 @@
-"""Rules for the ``unsupported``  functions of the standard (filled in by its own issue)."""
+"""Functions of the standard that deliberately have no derivative rule, each with its reason.
+
+Keys are rule names (``"sort"``, ``"linalg.matrix_rank"`` for the extensions); the reason
+is shown in docs/coverage.md (``python tools/gen_coverage.py``). A function listed here
+must not also have a rule: the coverage test checks both.
+"""
 
 from __future__ import annotations
 
