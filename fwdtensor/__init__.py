@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from . import _core
 from ._core import DualTensor
+from ._custom import custom_jvp
 from ._errors import (
     BackendMismatchError,
     FwdTensorError,
@@ -21,12 +22,11 @@ from ._errors import (
     StructureError,
     TangentError,
 )
+from ._fused import is_fused, set_fused
 from ._namespace import build as _build
 from ._namespace_extras import *  # noqa: F403  (constants, dtypes, inspection: see its __all__)
 from ._namespace_extras import __all__ as _extras_all
-from ._custom import custom_jvp
 from ._sparse import SparseJacobian, SparsityPattern, color_columns, sparse_jacfwd, sparsity_pattern
-from ._fused import is_fused, set_fused
 from ._transforms import (
     batched_jvp,
     derivative,
@@ -38,8 +38,10 @@ from ._transforms import (
     value_and_jacfwd,
 )
 from .rules.creation import asarray
-from .rules.indexing import getitem as _getitem
-from .rules.indexing import setitem as _setitem
+
+# DualTensor.__getitem__/__setitem__ reach these through the namespace (FT._getitem).
+from .rules.indexing import getitem as _getitem  # noqa: F401
+from .rules.indexing import setitem as _setitem  # noqa: F401
 
 __version__ = "0.1.0"
 __array_api_version__ = "2025.12"
