@@ -474,7 +474,10 @@ def _fn(rule: Rule, xp: ModuleType) -> Any:
     """The backend function of an elementwise rule (cached per namespace)."""
     fn = rule.cache.get(xp)
     if fn is None:
-        fn = rule.cache[xp] = getattr(xp, rule.name)
+        try:
+            fn = rule.cache[xp] = getattr(xp, rule.name)
+        except AttributeError:
+            raise _errors.missing_function(rule.name, xp) from None
     return fn
 
 
@@ -637,6 +640,10 @@ def apply(rule: Rule, arrays: tuple, params: dict) -> Any:
         if rule.kind == "zero" or all(t is None for t in tangents):
             return wrap(rule.f(xp, *primals, **params), None, top.level, B, bxp)
         out, tout = rule.jvp(xp, primals, tangents, **params)
+    except AttributeError as exc:  # the backend lacks a function the rule needs
+        if isinstance(getattr(exc, "obj", None), ModuleType):
+            raise _errors.missing_function(exc.name, exc.obj) from exc
+        raise
     except Exception as exc:  # name the devices where the backend's message does not
         err = _device_error(arrays)
         if err is not None:

@@ -78,3 +78,11 @@ def no_rule(name: str, supported: list[str] | None = None) -> NotDifferentiableE
     if supported:
         msg += "; differentiable functions are: " + ", ".join(sorted(supported))
     return NotDifferentiableError(msg)
+
+
+def missing_function(name: str, xp: object) -> NotDifferentiableError:
+    backend = getattr(xp, "__name__", type(xp).__name__)
+    return NotDifferentiableError(
+        f"the backend {backend} has no function {name!r}, which this operation needs; "
+        "convert the arrays to a backend that has it (e.g. NumPy) for this step"
+    )

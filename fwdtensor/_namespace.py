@@ -42,6 +42,8 @@ def _function(rule: Rule) -> Callable:
         fn = _general(rule)
     name = rule.name.rsplit(".", 1)[-1]
     fn.__name__ = fn.__qualname__ = name
+    # where the function is found by name, so pickle (process pools, Dask) can send it
+    fn.__module__ = "fwdtensor." + rule.name.rsplit(".", 1)[0] if "." in rule.name else "fwdtensor"
     fn.__doc__ = f"Array API ``{rule.name}`` on duals and arrays. {rule.note}".strip()
     fn.rule = rule  # type: ignore[attr-defined]
     return fn
