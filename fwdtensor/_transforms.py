@@ -13,8 +13,9 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import array_api_compat
+import numpy as _np
 
-from . import _backend, _core, _errors, _tree
+from . import _backend, _core, _errors, _progress, _tree
 from ._core import DualTensor
 from ._levels import new_level
 
@@ -87,11 +88,15 @@ def _check_tangent_leaf(i: int, p: Any, t: Any, batched: bool) -> Any:
         raise _errors.TangentError(
             f"tangent {i} has dtype {t.dtype} but its primal has dtype {p.dtype}; they must match"
         )
+    dp, dt = array_api_compat.device(p), array_api_compat.device(t)
+    if dp != dt:  # else ops on constants alone would leave the tangent on the other device
+        raise _errors.device_mismatch(dp, dt)
     want, got = tuple(p.shape), tuple(t.shape)
     if batched:
         if len(got) == 0 or got[1:] != want:
             raise _errors.TangentError(
-                f"batched tangent {i} has shape {got}; expected (B, *primal.shape) = (B, {', '.join(map(str, want))})"
+                f"batched tangent {i} has shape {got}; expected (B, *primal.shape) = "
+                f"(B, {', '.join(map(str, want))})"
             )
         return t
     if got != want:
@@ -242,6 +247,8 @@ def _strip(tree: Any, level: int) -> Any:
 # ------------------------------------------------------------------- jacfwd
 def _check_argnums(argnums: Any) -> tuple[int, ...]:
     nums = argnums if isinstance(argnums, tuple) else (argnums,)
+    if not nums:
+        raise ValueError("argnums is an empty tuple; name at least one argument to differentiate")
     for a in nums:
         if isinstance(a, bool) or not isinstance(a, int):
             raise TypeError(f"argnums must be an int or a tuple of ints, got {argnums!r}")
@@ -257,9 +264,25 @@ def _check_chunk_size(chunk_size: Any) -> None:
         raise ValueError(f"chunk_size must be a positive integer or None, got {chunk_size!r}")
 
 
-def _auto_chunk(n: int, itemsize: int) -> int:
-    """Directions per pass so that tangents of about 8 arrays of n inputs fit the budget."""
-    per_direction = 8 * itemsize * max(n, 1)
+def _check_options(argnums: Any, chunk_size: Any, has_aux: Any, holomorphic: Any, progress: Any) -> tuple:
+    """Every argument of ``jacfwd`` checked when the transform is built, before any call."""
+    nums = _check_argnums(argnums)
+    _check_chunk_size(chunk_size)
+    for name, v in (("has_aux", has_aux), ("holomorphic", holomorphic)):
+        if not isinstance(v, bool):
+            raise TypeError(f"{name} must be True or False, got {v!r}")
+    _progress.check(progress)
+    return nums
+
+
+# Working set per direction, in arrays as large as the larger of input and output: a
+# ForwardDiff-style fixed heuristic (the intermediates of f cannot be known in advance).
+_LIVE_ARRAYS = 8
+
+
+def _auto_chunk(n: int, m: int, itemsize: int) -> int:
+    """Directions per pass so that ~8 tangents of max(n, m) elements each fit the memory budget."""
+    per_direction = _LIVE_ARRAYS * itemsize * max(n, m, 1)
     return max(1, min(n, get_memory_budget() // per_direction))
 
 
@@ -270,6 +293,9 @@ def jacfwd(
     has_aux: bool = False,
     chunk_size: int | None = None,
     holomorphic: bool = False,
+    sparsity: Any = None,
+    progress: Any = False,
+    executor: Any = None,
 ) -> Callable:
     """A function computing the Jacobian of ``f`` by forward mode, layout ``out.shape + in.shape``.
 
@@ -279,21 +305,44 @@ def jacfwd(
     arguments (a tuple gives a tuple of Jacobians); inputs and outputs may be nested
     tuples/lists/dicts, as in ``jax.jacfwd``. ``has_aux`` returns ``(jacobian, aux)``.
     Complex inputs need ``holomorphic=True`` (then the complex derivative is returned).
+    ``sparsity`` (a pattern, or ``"detect"``) returns a coloured sparse Jacobian instead
+    (see ``sparse_jacfwd``); ``progress=True`` shows a tqdm bar over the chunks;
+    ``executor`` runs the chunks as tasks on it (see ``distributed_jacfwd``).
 
     >>> import numpy as np, fwdtensor as ft
     >>> ft.jacfwd(lambda x: x ** 2)(np.array([1.0, 2.0]))
     array([[2., 0.],
            [0., 4.]])
     """
-    nums = _check_argnums(argnums)
-    _check_chunk_size(chunk_size)
+    nums = _check_options(argnums, chunk_size, has_aux, holomorphic, progress)
+    if sparsity is not None:
+        from ._sparse import sparse_jacfwd
+
+        return sparse_jacfwd(
+            f, None if _is_detect(sparsity) else sparsity, argnums, has_aux=has_aux, chunk_size=chunk_size
+        )
+    if executor is not None:
+        from ._distributed import distributed_jacfwd
+
+        return distributed_jacfwd(
+            f, argnums, executor=executor, chunk_size=chunk_size, has_aux=has_aux, progress=progress
+        )
+    opts = (argnums, nums, has_aux, chunk_size, holomorphic, progress)
 
     def jacfun(*args: Any, **kwargs: Any) -> Any:
-        value, jac, aux = _jacobian(f, args, kwargs, argnums, nums, has_aux, chunk_size, holomorphic)
+        value, jac, aux = _jacobian(f, args, kwargs, *opts)
         return (jac, aux) if has_aux else jac
 
     jacfun.__doc__ = f"Jacobian of {getattr(f, '__name__', 'f')} with respect to argnums={argnums}."
     return jacfun
+
+
+def _is_detect(sparsity: Any) -> bool:
+    if isinstance(sparsity, str):
+        if sparsity != "detect":
+            raise ValueError(f"sparsity must be a pattern or 'detect', got {sparsity!r}")
+        return True
+    return False
 
 
 def value_and_jacfwd(
@@ -303,19 +352,50 @@ def value_and_jacfwd(
     has_aux: bool = False,
     chunk_size: int | None = None,
     holomorphic: bool = False,
+    sparsity: Any = None,
+    progress: Any = False,
 ) -> Callable:
     """Like ``jacfwd`` but returns ``(value, jacobian)`` from the same pass.
 
     With ``has_aux`` it returns ``((value, aux), jacobian)``, as ``jax.value_and_grad`` does.
     """
-    nums = _check_argnums(argnums)
-    _check_chunk_size(chunk_size)
+    nums = _check_options(argnums, chunk_size, has_aux, holomorphic, progress)
+    if sparsity is not None:
+        from ._sparse import sparse_jacfwd
+
+        sj = sparse_jacfwd(
+            f, None if _is_detect(sparsity) else sparsity, argnums, has_aux=has_aux, chunk_size=chunk_size
+        )
+        return sj.value_and_jacobian
+    opts = (argnums, nums, has_aux, chunk_size, holomorphic, progress)
 
     def fun(*args: Any, **kwargs: Any) -> Any:
-        value, jac, aux = _jacobian(f, args, kwargs, argnums, nums, has_aux, chunk_size, holomorphic)
+        value, jac, aux = _jacobian(f, args, kwargs, *opts)
         return ((value, aux), jac) if has_aux else (value, jac)
 
     return fun
+
+
+def _select(args: tuple, argnums: Any, nums: tuple[int, ...]) -> tuple[tuple[int, ...], Any]:
+    """The positions (made non-negative) and the tree of the arguments to differentiate."""
+    for a in nums:
+        if not -len(args) <= a < len(args):
+            raise ValueError(
+                f"argnums {argnums!r} is out of range for a call with {len(args)} positional arguments"
+            )
+    nums = tuple(a % len(args) for a in nums)
+    return nums, (args[nums[0]] if isinstance(argnums, int) else tuple(args[a] for a in nums))
+
+
+def _call_with(f: Callable, args: tuple, kwargs: dict, argnums: Any, nums: tuple, tree: Any) -> Any:
+    """Call ``f`` with the differentiated arguments replaced by ``tree``."""
+    call_args = list(args)
+    if isinstance(argnums, int):
+        call_args[nums[0]] = tree
+    else:
+        for a, sub in zip(nums, tree):
+            call_args[a] = sub
+    return f(*call_args, **kwargs)
 
 
 def _jacobian(
@@ -327,75 +407,129 @@ def _jacobian(
     has_aux: bool,
     chunk_size: int | None,
     holomorphic: bool,
+    progress: Any = False,
 ) -> tuple:
-    for a in nums:
-        if not -len(args) <= a < len(args):
-            raise ValueError(
-                f"argnums {argnums!r} is out of range for a call with {len(args)} positional arguments"
-            )
-    nums = tuple(a % len(args) for a in nums)
-    in_tree = args[nums[0]] if isinstance(argnums, int) else tuple(args[a] for a in nums)
+    """Value, Jacobian tree and aux of ``f`` at ``args``: seed, run in chunks, assemble."""
+    nums, in_tree = _select(args, argnums, nums)
+    if progress is False and (type(in_tree) is DualTensor or _backend.is_array(in_tree)):
+        res = _jacobian_one_pass(f, args, kwargs, nums[0], in_tree, has_aux, chunk_size, holomorphic)
+        if res is not None:
+            return res
     leaves, in_def = _tree.flatten(in_tree)
     leaves = [_leaf_array(x, "a differentiated argument") for x in leaves]
+    itemsize = 8
     for x in leaves:
-        _check_differentiable_input(x, holomorphic)
+        itemsize = _check_differentiable_input(x, holomorphic)
     sizes = [math.prod(x.shape) for x in leaves]
     offsets = [sum(sizes[:i]) for i in range(len(sizes))]
     n = sum(sizes)
-    itemsize = max((_itemsize(x) for x in leaves), default=8)
-    k = chunk_size or _auto_chunk(n, itemsize)
-    k = max(1, min(k, n)) if n else 1
+    if n == 0:
+        return _empty_jacobian(f, args, kwargs, argnums, nums, has_aux, leaves, in_def)
+    k = min(chunk_size, n) if chunk_size else _auto_chunk(n, n, itemsize)
     level = new_level()
-    chunks: list[list] = []
-    value = aux = None
-    o_def = None
-    for s in range(0, max(n, 1), k):
-        e = min(s + k, n)
-        duals = [_seed_chunk(x, o, m, s, e, level) for x, o, m in zip(leaves, offsets, sizes)]
-        call_args = list(args)
-        new_tree = _tree.unflatten(in_def, duals)
-        if isinstance(argnums, int):
-            call_args[nums[0]] = new_tree
-        else:
-            for a, sub in zip(nums, new_tree):
-                call_args[a] = sub
-        out = f(*call_args, **kwargs)
-        if has_aux:
-            out, a_ = _split_aux(out)
-            if aux is None:
-                aux = _strip(a_, level)
-        o_leaves, o_def = _tree.flatten(out)
-        pairs = [_unpack_chunk(o, level) for o in o_leaves]
-        if value is None:
-            value = _tree.unflatten(o_def, [p for p, _ in pairs])
-        chunks.append([t for _, t in pairs])
-    out_leaves = _tree.flatten(value)[0]
-    blocks = []
-    for j, o in enumerate(out_leaves):
-        full = _assemble([c[j] for c in chunks], o, n, k)
-        per_in = [_block(full, o, x, off, m) for x, off, m in zip(leaves, offsets, sizes)]
-        blocks.append(_tree.unflatten(in_def, per_in))
+    bar = _progress.reporter(progress if k < n or callable(progress) else False, n, "direction", "jacfwd")
+    value = aux = sink = o_def = None
+    s = 0
+    try:
+        while s < n:
+            e = min(s + k, n)
+            duals = [_seed_chunk(x, o, m, s, e, level) for x, o, m in zip(leaves, offsets, sizes)]
+            out = _call_with(f, args, kwargs, argnums, nums, _tree.unflatten(in_def, duals))
+            if has_aux:
+                out, a_ = _split_aux(out)
+                aux = _strip(a_, level) if aux is None else aux
+            o_leaves, o_def = _tree.flatten(out)
+            pairs = [_unpack_chunk(o, level) for o in o_leaves]
+            if sink is None:
+                value = _tree.unflatten(o_def, [p for p, _ in pairs])
+                outs = [p for p, _ in pairs]
+                sink = _Sink(outs, leaves, offsets, sizes, n, e < n)
+                if chunk_size is None and e < n:  # the output size is known now: refine
+                    m = sum(math.prod(o.shape) for o in outs)
+                    k = min(k, _auto_chunk(n, m, itemsize))
+            sink.add(s, e, [t for _, t in pairs])
+            bar.update(e - s)
+            s = e
+    finally:
+        bar.close()
+    blocks = [_tree.unflatten(in_def, per_in) for per_in in sink.result()]
     return value, _tree.unflatten(o_def, blocks), aux
 
 
-def _itemsize(x: Any) -> int:
-    xp = _innermost_ns(x)
-    dt = x.dtype
-    if xp.isdtype(dt, "complex floating"):
-        return 2 * xp.finfo(dt).bits // 8
-    return xp.finfo(dt).bits // 8 if xp.isdtype(dt, "real floating") else 8
+def _jacobian_one_pass(
+    f: Callable, args: tuple, kwargs: dict, i: int, x: Any, has_aux: bool, chunk_size: Any, holomorphic: bool
+) -> tuple | None:
+    """The common case, with less bookkeeping: one array argument, all directions in one pass.
+
+    Returns None (the general path takes over) when the directions need several chunks.
+    """
+    itemsize = _check_differentiable_input(x, holomorphic)
+    n = math.prod(x.shape)
+    if n == 0 or (chunk_size or _auto_chunk(n, n, itemsize)) < n:
+        return None
+    level = new_level()
+    call = list(args)
+    call[i] = _seed_chunk(x, 0, n, 0, n, level)
+    out = f(*call, **kwargs)
+    aux = None
+    if has_aux:
+        out, aux = _split_aux(out)
+        aux = _strip(aux, level)
+    if type(out) is DualTensor and out.level == level:  # one output array: no tree to walk
+        o, t = out.primal, out._t
+        if t is not None and t.shape[0] != n:
+            t = _ns(t).broadcast_to(t, (n, *t.shape[1:]))
+        return o, _plain(_block(t, o, x, 0, n)), aux
+    o_leaves, o_def = _tree.flatten(out)
+    pairs = [_unpack_chunk(leaf, level) for leaf in o_leaves]
+    blocks = []
+    for o, t in pairs:
+        if t is not None and t.shape[0] != n:
+            t = _ns(t).broadcast_to(t, (n, *t.shape[1:]))
+        blocks.append(_plain(_block(t, o, x, 0, n)))
+    return _tree.unflatten(o_def, [o for o, _ in pairs]), _tree.unflatten(o_def, blocks), aux
 
 
-def _check_differentiable_input(x: Any, holomorphic: bool) -> None:
-    xp = _innermost_ns(x)
-    if xp.isdtype(x.dtype, "real floating"):
-        return
-    if xp.isdtype(x.dtype, "complex floating"):
-        if holomorphic:
-            return
+def _empty_jacobian(f, args, kwargs, argnums, nums, has_aux, leaves, in_def) -> tuple:
+    """No input elements: one plain call, and Jacobian blocks with a zero-size axis."""
+    out = _call_with(f, args, kwargs, argnums, nums, _tree.unflatten(in_def, leaves))
+    aux = None
+    if has_aux:
+        out, aux = _split_aux(out)
+    o_leaves, o_def = _tree.flatten(out)
+    outs = [_unpack(o, 0, 1)[0] for o in o_leaves]
+    blocks = [_tree.unflatten(in_def, [_block(None, o, x, 0, 0) for x in leaves]) for o in outs]
+    return _tree.unflatten(o_def, outs), _tree.unflatten(o_def, blocks), aux
+
+
+_DTYPE_INFO: dict = {}  # (namespace, dtype) -> (kind, itemsize): isdtype is slow on NumPy
+
+
+def _dtype_info(xp: Any, dt: Any) -> tuple[str, int]:
+    key = (xp, dt)
+    info = _DTYPE_INFO.get(key)
+    if info is None:
+        if xp.isdtype(dt, "real floating"):
+            info = ("real", xp.finfo(dt).bits // 8)
+        elif xp.isdtype(dt, "complex floating"):
+            info = ("complex", 2 * (xp.finfo(dt).bits // 8))
+        else:
+            info = ("other", 8)
+        _DTYPE_INFO[key] = info
+    return info
+
+
+def _check_differentiable_input(x: Any, holomorphic: bool) -> int:
+    """Refuse an input jacfwd cannot differentiate; return its bytes per element."""
+    kind, itemsize = _dtype_info(_innermost_ns(x), x.dtype)
+    if kind == "real" or (kind == "complex" and holomorphic):
+        return itemsize
+    if kind == "complex":
         raise _errors.NotDifferentiableError(
-            f"jacfwd got a complex input ({x.dtype}); for a holomorphic function pass "
-            "holomorphic=True, otherwise split it into real and imaginary parts"
+            f"jacfwd got a complex input ({x.dtype}). For a holomorphic function pass "
+            "holomorphic=True to get the complex derivative df/dz; otherwise differentiate "
+            "with respect to the real and imaginary parts as separate real inputs, e.g. "
+            "jacfwd(lambda re, im: f(re + 1j * im), argnums=(0, 1))"
         )
     raise _errors.NotDifferentiableError(
         f"jacfwd differentiates floating inputs, got dtype {x.dtype}; cast it with "
@@ -409,7 +543,9 @@ def _seed_chunk(x: Any, off: int, m: int, s: int, e: int, level: int) -> DualTen
     if off >= e or off + m <= s:
         return _seed(x, None, level, B)
     xp = _innermost_ns(x)
-    eye = xp.eye(B, m, k=s - off, dtype=x.dtype, device=array_api_compat.device(x))
+    if x.ndim == 1 and xp is _NP:
+        return _seed(x, _basis(B, m, s - off, x.dtype), level, B)
+    eye = xp.eye(B, m, k=s - off, dtype=x.dtype, device=array_api_compat.device(_innermost(x)))
     return _seed(x, xp.reshape(eye, (B, *x.shape)), level, B)
 
 
@@ -420,34 +556,97 @@ def _unpack_chunk(leaf: Any, level: int) -> tuple[Any, Any]:
     return p, None
 
 
-def _assemble(parts: list, out: Any, n: int, k: int) -> Any:
-    """Join the chunk tangents of one output into ``(n, *out.shape)``; None when all zero."""
-    if all(p is None for p in parts):
+class _Sink:
+    """Collects the chunk tangents of every output leaf into Jacobian blocks.
+
+    One chunk: its tangents are transposed into place. Several chunks of plain arrays:
+    each is written into preallocated blocks at once and dropped, so the memory beyond
+    the Jacobian itself grows with the chunk size, not with n. Tangents that are duals
+    (jacfwd inside another transform) are kept and joined with ``concat``.
+    """
+
+    def __init__(self, outs: list, leaves: list, offsets: list, sizes: list, n: int, chunked: bool) -> None:
+        self.outs, self.leaves, self.offsets, self.sizes, self.n = outs, leaves, offsets, sizes, n
+        self.chunked = chunked
+        self.parts: list[list] = [[] for _ in outs]  # (s, e, tangent) per output leaf
+        self.bufs: list[list | None] = [None] * len(outs)  # preallocated (m_out, m_in) blocks
+
+    def add(self, s: int, e: int, touts: list) -> None:
+        for j, t in enumerate(touts):
+            if t is None:
+                continue
+            if t.shape[0] != e - s:
+                t = _ns(t).broadcast_to(t, (e - s, *t.shape[1:]))
+            if self.chunked and type(t) is not DualTensor:
+                self._write(j, s, e, t)
+            else:
+                self.parts[j].append((s, e, t))
+
+    def _write(self, j: int, s: int, e: int, t: Any) -> None:
+        xp = _backend.namespace_of(t)
+        mo = math.prod(self.outs[j].shape)
+        if self.bufs[j] is None:
+            dev = array_api_compat.device(t)
+            self.bufs[j] = [xp.zeros((mo, m), dtype=t.dtype, device=dev) for m in self.sizes]
+        t2 = xp.reshape(t, (e - s, mo))
+        for buf, off, m in zip(self.bufs[j], self.offsets, self.sizes):
+            a, b = max(s, off), min(e, off + m)
+            if a < b:
+                buf[:, a - off : b - off] = xp.matrix_transpose(t2[a - s : b - s, ...])
+
+    def result(self) -> list[list]:
+        """Per output leaf, the list of blocks ``out.shape + in.shape`` (one per input leaf)."""
+        res = []
+        for j, o in enumerate(self.outs):
+            if self.bufs[j] is not None:
+                xp = _backend.namespace_of(self.bufs[j][0])
+                so = tuple(o.shape)
+                res.append([xp.reshape(b, so + tuple(x.shape)) for b, x in zip(self.bufs[j], self.leaves)])
+                continue
+            full = _assemble(self.parts[j], o, self.n)
+            res.append(
+                [
+                    _plain(_block(full, o, x, off, m))
+                    for x, off, m in zip(self.leaves, self.offsets, self.sizes)
+                ]
+            )
+        return res
+
+
+def _assemble(parts: list, out: Any, n: int) -> Any:
+    """Join chunk tangents ``(s, e, t)`` of one output into ``(n, *out.shape)``; None when all zero."""
+    if not parts:
         return None
-    xp = _ns(next(p for p in parts if p is not None))
-    sizes = [min(k, n - i * k) for i in range(len(parts))]
-    full = []
-    for p, b in zip(parts, sizes):
-        if p is None:
-            p = _core.zeros_tangent(out, b)
-        elif p.shape[0] != b:
-            p = xp.broadcast_to(p, (b, *p.shape[1:]))
-        full.append(p)
-    return full[0] if len(full) == 1 else xp.concat(full, axis=0)
+    if len(parts) == 1 and parts[0][:2] == (0, n):
+        return parts[0][2]
+    xp = _ns(parts[0][2])
+    full, pos = [], 0
+    for s, e, t in parts:
+        if s > pos:
+            full.append(_core.zeros_tangent(out, s - pos))
+        full.append(t)
+        pos = e
+    if pos < n:
+        full.append(_core.zeros_tangent(out, n - pos))
+    return xp.concat(full, axis=0)
 
 
 def _block(full: Any, out: Any, x: Any, off: int, m: int) -> Any:
     """The Jacobian block ``out.shape + x.shape`` from the stacked tangents ``(n, *out.shape)``."""
     so = tuple(out.shape)
-    if full is None:
-        xp = _innermost_ns(out)
+    if full is None:  # a constant output: zeros on the input's backend and device
+        xp = _innermost_ns(x)
         dt = _result_dtype(xp, out, x)
-        return xp.zeros(so + tuple(x.shape), dtype=dt, device=array_api_compat.device(_innermost(out)))
+        return xp.zeros(so + tuple(x.shape), dtype=dt, device=array_api_compat.device(_innermost(x)))
     xp = _ns(full)
     t = full[off : off + m, ...] if (off, m) != (0, full.shape[0]) else full
     nd = len(so)
-    t = xp.permute_dims(t, (*range(1, nd + 1), 0))
-    return xp.reshape(t, so + tuple(x.shape))
+    if nd == 1:
+        t = t.T  # the common 1-D output: a transposed view, no call through the namespace
+    elif nd:
+        t = xp.permute_dims(t, (*range(1, nd + 1), 0))
+    want = so + tuple(x.shape)
+    return t if tuple(t.shape) == want else xp.reshape(t, want)
 
 
 def _innermost(x: Any) -> Any:
@@ -457,9 +656,96 @@ def _innermost(x: Any) -> Any:
 
 
 def _result_dtype(xp: Any, out: Any, x: Any) -> Any:
-    if _backend.is_floating(xp, out.dtype):
+    """The input's dtype, promoted with a floating output's dtype of the same backend."""
+    if _innermost_ns(out) is xp and _backend.is_floating(xp, out.dtype):
         return xp.result_type(out.dtype, x.dtype)
     return x.dtype
+
+
+# ------------------------------------------------------- identity seeds (NumPy)
+_NP = _backend.default_numpy()
+
+
+class _Basis(_np.ndarray):
+    """Rows of the identity, as a NumPy array that knows it: ``E @ M`` is a row gather of M.
+
+    The first linear layer of a Jacobian multiplies the identity seed by a weight matrix;
+    this skips that O(B n p) product (a copy of O(B p) instead). Only 2-D seeds of 1-D
+    inputs qualify, only ``matmul`` with the seed on the left is special, and any view
+    that is not the whole seed (slices, transposes, other shapes) is an ordinary array.
+    """
+
+    _shift: int | None  # E[r, r + shift] = 1; None for views that are not the whole seed
+
+    def __array_finalize__(self, obj: Any) -> None:
+        same = isinstance(obj, _Basis) and self.shape == obj.shape and self.strides == obj.strides
+        self._shift = obj._shift if same else None
+
+    def __array_ufunc__(self, ufunc: Any, method: str, *inputs: Any, **kwargs: Any) -> Any:
+        if ufunc is _np.matmul and method == "__call__" and not kwargs and inputs[0] is self:
+            r = _basis_matmul(self, inputs[1])
+            if r is not None:
+                return r
+        inputs = tuple(_plain(i) for i in inputs)
+        if "out" in kwargs:
+            kwargs["out"] = tuple(_plain(o) for o in kwargs["out"])
+        return getattr(ufunc, method)(*inputs, **kwargs)
+
+    def __array_function__(self, func: Any, types: Any, args: tuple, kwargs: dict) -> Any:
+        # reshape to its own shape (matmul of a vector folds the batch that way) keeps the
+        # seed; every other function sees, and returns, ordinary arrays.
+        if func is _np.reshape and args and args[0] is self and self._shift is not None:
+            shape = args[1] if len(args) > 1 else kwargs.get("shape", kwargs.get("newshape"))
+            if _same_shape(self.shape, shape):
+                return self
+        args = tuple(_plain(a) for a in args)
+        args = tuple([_plain(x) for x in a] if isinstance(a, (list, tuple)) else a for a in args)
+        return func(*args, **kwargs)
+
+    def __getitem__(self, key: Any) -> Any:
+        return self.view(_np.ndarray)[key]  # slices (p[0], ...) are ordinary arrays
+
+
+def _same_shape(shape: tuple, new: Any) -> bool:
+    """True when ``reshape(x, new)`` for ``x`` of ``shape`` gives ``shape`` again."""
+    if isinstance(new, int):
+        new = (new,)
+    new = tuple(new)
+    if len(new) != len(shape) or sum(1 for b in new if b == -1) > 1:
+        return False
+    return all(a == b or b == -1 for a, b in zip(shape, new))
+
+
+def _basis(B: int, m: int, shift: int, dtype: Any) -> _Basis:
+    e = _np.eye(B, m, k=shift, dtype=dtype).view(_Basis)
+    e._shift = shift
+    return e
+
+
+def _basis_matmul(E: _Basis, M: Any) -> Any:
+    """``E @ M`` for the identity rows ``E`` (B, m): rows of M, zeros where E has none."""
+    if E._shift is None or not isinstance(M, _np.ndarray) or isinstance(M, _Basis) or M.ndim == 0:
+        return None
+    B, m = E.shape
+    k = E._shift
+    if (M.shape[0] if M.ndim == 1 else M.shape[-2]) != m:
+        return None  # let NumPy raise its own shape error
+    dt = _np.result_type(E.dtype, M.dtype)
+    r0, r1 = max(0, -k), min(B, m - k)
+    if M.ndim == 1:
+        if (r0, r1, k) == (0, B, 0) and B == m:
+            return M.astype(dt, copy=True)
+        res = _np.zeros((B,), dtype=dt)
+        res[r0:r1] = M[r0 + k : r1 + k]
+        return res
+    res = _np.zeros((*M.shape[:-2], B, M.shape[-1]), dtype=dt)
+    res[..., r0:r1, :] = M[..., r0 + k : r1 + k, :]
+    return res
+
+
+def _plain(x: Any) -> Any:
+    """A Jacobian block handed to the user is never the identity-seed subclass."""
+    return x.view(_np.ndarray) if isinstance(x, _Basis) else x
 
 
 # ---------------------------------------------------------- higher orders
