@@ -20,7 +20,7 @@ call (glibc's mmap threshold is fixed so freed buffers go back to the system).
 Run (the NumPy timings need OpenBLAS's own core detection):
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/bench_jacobian.py
 Options: --quick (fewer sizes and repeats), --no-memory, --no-single-thread.
-Writes benchmarks/results/bench_jacobian.json and prints the tables.
+Writes benchmarks/results/bench_jacobian.json and .txt (the printed tables).
 """
 
 from __future__ import annotations
@@ -535,7 +535,9 @@ def main() -> None:
     result = {"meta": meta, "runs": runs, "memory": memory}
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     Path(a.out).write_text(json.dumps(result, indent=1))
-    print(report(result))
+    table = report(result)
+    Path(a.out).with_suffix(".txt").write_text(table + "\n")
+    print(table)
     print(f"\nwritten to {a.out}")
 
 
