@@ -51,11 +51,34 @@ def _new_axis(axis: int) -> int:
 
 
 # -------------------------------------------------------------- rule bodies
+def _roll(xp: Any, x: Any, shift: Any, *, axis: Any = None) -> Any:
+    """``roll`` along one axis as two slices joined by ``concat``.
+
+    Same result as ``xp.roll``; NumPy's roll costs about 5 us of Python per call on small
+    arrays against about 1 us for this, which matters in loops over small states.
+    """
+    ok = type(axis) is int and type(shift) is int and -x.ndim <= axis < x.ndim
+    n = x.shape[axis] if ok else 0  # otherwise the backend's roll (and its errors)
+    if not n:
+        return xp.roll(x, shift, axis=axis)
+    s = shift % n
+    if s == 0:
+        return xp.roll(x, shift, axis=axis)
+    lead = (slice(None),) * (axis % x.ndim)
+    return xp.concat([x[(*lead, slice(n - s, None), ...)], x[(*lead, slice(0, n - s), ...)]], axis=axis)
+
+
 def _roll_t(xp: Any, t: Any, shift: Any, *, axis: Any = None) -> Any:
     if axis is None:  # roll the flattened array, as the primal does
         flat = xp.reshape(t, (t.shape[0], math.prod(t.shape[1:])))
-        return xp.reshape(xp.roll(flat, shift, axis=1), t.shape)
-    return xp.roll(t, shift, axis=shift_axes(axis, t.ndim - 1))
+        return xp.reshape(_roll(xp, flat, shift, axis=1), t.shape)
+    return _roll(xp, t, shift, axis=shift_axes(axis, t.ndim - 1))
+
+
+def _roll_primal(xp: Any, x: Any, shift: Any, *, axis: Any = None) -> Any:
+    if axis is None:
+        return xp.reshape(_roll(xp, xp.reshape(x, (-1,)), shift, axis=0), x.shape)
+    return _roll(xp, x, shift, axis=axis)
 
 
 def _reshape_t(xp: Any, t: Any, shape: tuple, *, copy: Any = None) -> Any:
@@ -172,7 +195,7 @@ RULES: tuple[Rule, ...] = (
     linear("permute_dims", _permute_t, params=("axes",)),
     linear("repeat", _repeat_t, f=_repeat, params=("repeats", "axis")),
     linear("reshape", _reshape_t, params=("shape", "copy")),
-    linear("roll", _roll_t, params=("shift", "axis")),
+    linear("roll", _roll_t, f=_roll_primal, params=("shift", "axis")),
     linear("squeeze", lambda xp, t, axis: xp.squeeze(t, axis=shift_axes(axis, t.ndim - 1)), params=("axis",)),
     custom(
         "stack",
