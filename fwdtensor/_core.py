@@ -504,7 +504,7 @@ def unary(rule: Rule, x: Any) -> Any:
         return r  # one CuPy kernel for primal and tangent (opt-in, see _fused)
     xp = x.xp
     p = x.primal
-    y = _fn(rule, xp)(p)
+    y = (rule.cache.get(xp) or _fn(rule, xp))(p)
     t = x._t
     kind = rule.kind
     if kind == "nondiff":
@@ -550,13 +550,23 @@ def binary(rule: Rule, a: Any, b: Any) -> Any:
         return _fn(rule, namespace_of(src))(a, b)
 
     xp = FT if (type(pa) is DualTensor or type(pb) is DualTensor) else bxp
-    y = _fn(rule, xp)(pa, pb)
+    y = (rule.cache.get(xp) or _fn(rule, xp))(pa, pb)
     kind = rule.kind
     if kind == "nondiff":
         return y
     t = None
     if kind == "diff":
         nd = y.ndim + 1
+        if ta is not None and tb is not None and rule.jvp is not None:
+            # both operands carry tangents: the rule's one-expression form (add, multiply...)
+            t = rule.jvp(
+                xp,
+                pa,
+                pb,
+                ta if ta.ndim == nd else align(xp, ta, nd - 1),
+                tb if tb.ndim == nd else align(xp, tb, nd - 1),
+            )
+            return _make(y, t, level, B, bxp)
         if ta is not None:
             t = _times(xp, ta if ta.ndim == nd else align(xp, ta, nd - 1), rule.d1(xp, pa, pb, y))
         if tb is not None:

@@ -13,6 +13,7 @@ import cmath
 import math
 from typing import Any
 
+from .._core import expand
 from ._forms import MINUS_ONE, ONE, DivBy, Rule, binary, custom, nondiff, unary, zero
 
 LN2 = math.log(2.0)
@@ -202,9 +203,23 @@ RULES: tuple[Rule, ...] = (
     nondiff("logical_not", dtypes="bool"),
     nondiff("bitwise_invert", dtypes="int"),
     # two arguments --------------------------------------------------------------------
-    binary("add", lambda xp, a, b, y: ONE, lambda xp, a, b, y: ONE),
-    binary("subtract", lambda xp, a, b, y: ONE, lambda xp, a, b, y: MINUS_ONE),
-    binary("multiply", lambda xp, a, b, y: b, lambda xp, a, b, y: a),
+    # add, subtract, multiply also give the tangent for two dual operands as one expression
+    # (jvp=...), which skips the per-partial dispatch in the hottest operations.
+    binary(
+        "add", lambda xp, a, b, y: ONE, lambda xp, a, b, y: ONE, jvp=lambda xp, a, b, ta, tb: xp.add(ta, tb)
+    ),
+    binary(
+        "subtract",
+        lambda xp, a, b, y: ONE,
+        lambda xp, a, b, y: MINUS_ONE,
+        jvp=lambda xp, a, b, ta, tb: xp.subtract(ta, tb),
+    ),
+    binary(
+        "multiply",
+        lambda xp, a, b, y: b,
+        lambda xp, a, b, y: a,
+        jvp=lambda xp, a, b, ta, tb: xp.add(xp.multiply(ta, expand(b)), xp.multiply(tb, expand(a))),
+    ),
     binary(
         "divide",
         lambda xp, a, b, y: DivBy(b),
