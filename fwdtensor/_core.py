@@ -45,6 +45,10 @@ class DivBy:
         self.x = x
 
 
+# Partial derivatives that are not arrays (scalars and markers) and so cannot be reused.
+_NOT_ARRAYS = frozenset({int, float, complex, bool, DivBy, object, type(None)})
+
+
 class DualTensor:
     """An array together with its tangent: a point and B directional derivatives.
 
@@ -496,6 +500,19 @@ def _times(xp: ModuleType, t: Any, d: Any) -> Any:
     return xp.multiply(t, d if tp in PY_SCALARS or d.ndim == 0 else d[None, ...])
 
 
+def _fits(d: Any, t: Any) -> bool:
+    """True when ``d`` is an array that can hold ``t[0] * d`` in place."""
+    return type(d) not in _NOT_ARRAYS and d.shape == t.shape[1:] and d.dtype == t.dtype
+
+
+def add_into(xp: ModuleType, u: Any, v: Any) -> Any:
+    """``u + v``, written into ``u`` when ``u`` is a fresh temporary of the same shape and dtype."""
+    if xp is not FT and u.shape == v.shape and u.dtype == v.dtype:
+        u += v
+        return u
+    return xp.add(u, v)
+
+
 def unary(rule: Rule, x: Any) -> Any:
     """Apply a one-argument elementwise rule."""
     if type(x) is not DualTensor:
@@ -511,7 +528,18 @@ def unary(rule: Rule, x: Any) -> Any:
         return y
     if t is not None and kind == "diff":
         jvp = rule.jvp
-        t = jvp(xp, p, y, t) if jvp is not None else _times(xp, t, rule.d(xp, p, y))
+        if jvp is not None:
+            t = jvp(xp, p, y, t)
+        else:
+            d = rule.d(xp, p, y)
+            # A derivative that is neither x nor y is a temporary of this rule: with one
+            # direction, multiply into it in place instead of allocating (page faults on
+            # large fresh buffers cost as much as the arithmetic).
+            if d is not p and d is not y and xp is x._bxp and t.shape[0] == 1 and _fits(d, t):
+                d *= t[0, ...]
+                t = d[None, ...]
+            else:
+                t = _times(xp, t, d)
         if t is not None:
             return _make(y, t, x.level, x._B, x._bxp)
     return make_dual(y, None, x.level, x._B, x._bxp)

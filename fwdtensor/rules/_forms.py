@@ -67,7 +67,11 @@ def _primal2(name: str) -> Callable:
 
 
 def unary(name: str, d: Callable | None = None, *, jvp: Callable | None = None, **kw: Any) -> Rule:
-    """Elementwise ``y = f(x)`` with ``dy = d(xp, x, y) * dx`` (or a full ``jvp(xp, x, y, t)``)."""
+    """Elementwise ``y = f(x)`` with ``dy = d(xp, x, y) * dx`` (or a full ``jvp(xp, x, y, t)``).
+
+    ``d`` returns ``x``, ``y``, a scalar, a marker, or a new array that the core may
+    overwrite (it multiplies the tangent into it in place); never an array kept elsewhere.
+    """
     return Rule(name, "unary", "diff", _primal1(name), d=d, jvp=jvp, **kw)
 
 

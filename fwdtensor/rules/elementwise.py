@@ -13,7 +13,7 @@ import cmath
 import math
 from typing import Any
 
-from .._core import expand
+from .._core import add_into, expand
 from ._forms import MINUS_ONE, ONE, DivBy, Rule, binary, custom, nondiff, unary, zero
 
 LN2 = math.log(2.0)
@@ -218,7 +218,7 @@ RULES: tuple[Rule, ...] = (
         "multiply",
         lambda xp, a, b, y: b,
         lambda xp, a, b, y: a,
-        jvp=lambda xp, a, b, ta, tb: xp.add(xp.multiply(ta, expand(b)), xp.multiply(tb, expand(a))),
+        jvp=lambda xp, a, b, ta, tb: add_into(xp, xp.multiply(ta, expand(b)), xp.multiply(tb, expand(a))),
     ),
     binary(
         "divide",
