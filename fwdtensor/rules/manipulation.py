@@ -69,6 +69,8 @@ def _roll(xp: Any, x: Any, shift: Any, *, axis: Any = None) -> Any:
 
 
 def _roll_t(xp: Any, t: Any, shift: Any, *, axis: Any = None) -> Any:
+    if axis is None and t.ndim == 2:  # a 1-D primal: flattening changes nothing
+        return _roll(xp, t, shift, axis=1)
     if axis is None:  # roll the flattened array, as the primal does
         flat = xp.reshape(t, (t.shape[0], math.prod(t.shape[1:])))
         return xp.reshape(_roll(xp, flat, shift, axis=1), t.shape)
@@ -76,6 +78,8 @@ def _roll_t(xp: Any, t: Any, shift: Any, *, axis: Any = None) -> Any:
 
 
 def _roll_primal(xp: Any, x: Any, shift: Any, *, axis: Any = None) -> Any:
+    if axis is None and x.ndim == 1:
+        return _roll(xp, x, shift, axis=0)
     if axis is None:
         return xp.reshape(_roll(xp, xp.reshape(x, (-1,)), shift, axis=0), x.shape)
     return _roll(xp, x, shift, axis=axis)
