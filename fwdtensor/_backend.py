@@ -64,6 +64,27 @@ def is_floating(xp: ModuleType, dtype: Any) -> bool:
     return xp.isdtype(dtype, ("real floating", "complex floating"))
 
 
+def to_host(a: Any) -> Any:
+    """A backend array (or a dual: its innermost primal) as a NumPy array on the host.
+
+    For reports, plots and sparse assembly only; no rule calls this (it synchronises a GPU).
+    """
+    while hasattr(a, "primal") and hasattr(a, "level"):
+        a = a.primal
+    if isinstance(a, np.ndarray):
+        return a
+    if array_api_compat.is_cupy_array(a):
+        return a.get()
+    if array_api_compat.is_torch_array(a):
+        return a.detach().cpu().numpy()
+    if is_array(a):
+        try:
+            return np.from_dlpack(a)
+        except Exception:  # a library without DLPack export to the host
+            pass
+    return np.asarray(a)
+
+
 def default_numpy() -> ModuleType:
     return array_api_compat.numpy
 

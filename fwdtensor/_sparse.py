@@ -130,20 +130,7 @@ def _scipy_sparse() -> ModuleType:
     return sp
 
 
-def _host(a: Any) -> np.ndarray:
-    """A backend array (or dual: its primal) as a NumPy array on the host."""
-    while type(a) is DualTensor:
-        a = a.primal
-    if isinstance(a, np.ndarray):
-        return a
-    if array_api_compat.is_cupy_array(a):
-        return a.get()
-    if array_api_compat.is_torch_array(a):
-        return a.detach().cpu().numpy()
-    try:
-        return np.from_dlpack(a)
-    except Exception:  # a library without DLPack export to the host
-        return np.asarray(a)
+_host = _backend.to_host
 
 
 # ------------------------------------------------------------------ colouring

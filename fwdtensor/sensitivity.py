@@ -28,7 +28,6 @@ import warnings
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-import array_api_compat
 import numpy as np
 
 from . import _backend, _transforms
@@ -63,19 +62,7 @@ class NonFiniteError(FwdTensorError, FloatingPointError):
     """The model returned a non-finite value or derivative (the message names where)."""
 
 
-def to_numpy(a: Any) -> np.ndarray:
-    """A backend array (or dual: its primal) as a NumPy array on the host, for reports."""
-    while type(a) is DualTensor:
-        a = a.primal
-    if isinstance(a, np.ndarray):
-        return a
-    if array_api_compat.is_cupy_array(a):
-        return a.get()
-    if array_api_compat.is_torch_array(a):
-        return a.detach().cpu().numpy()
-    if _backend.is_array(a):
-        return np.from_dlpack(a)
-    return np.asarray(a)
+to_numpy = _backend.to_host  # for reports: host copies of backend arrays
 
 
 # ---------------------------------------------------------------- the result
