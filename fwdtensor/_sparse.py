@@ -68,6 +68,11 @@ class SparsityPattern:
         out[self.rows(), self.indices] = True
         return out
 
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        """The dense boolean pattern (``np.asarray(pattern)``)."""
+        a = self.toarray()
+        return a if dtype is None else a.astype(dtype)
+
     def to_scipy(self) -> Any:
         """The pattern as a ``scipy.sparse.csr_array`` of booleans (needs SciPy)."""
         sp = _scipy_sparse()

@@ -180,7 +180,7 @@ def jvp(
         out, aux = _split_aux(out)
     o_leaves, o_def = _tree.flatten(out)
     pairs = [_unpack(o, level, B) for o in o_leaves]
-    outs = [p for p, _ in pairs]
+    outs = [_np.asarray(p) if isinstance(p, _np.generic) else p for p, _ in pairs]  # 0-d arrays, not scalars
     touts = [t if batched else t[0, ...] for _, t in pairs]
     res = (_tree.unflatten(o_def, outs), _tree.unflatten(o_def, touts))
     return (*res, _strip(aux, level)) if has_aux else res

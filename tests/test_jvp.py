@@ -86,3 +86,9 @@ def test_bad_input_raises_before_calling(primals, tangents, exc, match):
 def test_output_must_be_arrays():
     with pytest.raises(ft.StructureError, match="str"):
         ft.jvp(lambda a: "nope", (np.ones(2),), (np.ones(2),))
+
+
+def test_scalar_outputs_are_zero_d_arrays():
+    y, t = ft.jvp(lambda a: a * a, (3.0,), (1.0,))
+    assert isinstance(y, np.ndarray) and y.shape == () and float(y) == 9.0
+    assert isinstance(t, np.ndarray) and float(t) == 6.0

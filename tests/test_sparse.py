@@ -367,3 +367,10 @@ def test_scipy_patterns_and_pattern_object():
     assert P != _sparse.as_pattern(tridiag_pattern(5)) and "nnz=12" in repr(P)
     J = ft.sparse_jacfwd(tridiag, sp.csr_matrix(tridiag_pattern(5)))(np.linspace(0, 1, 5))
     np.testing.assert_allclose(J.toarray(), ft.jacfwd(tridiag)(np.linspace(0, 1, 5)))
+
+
+def test_pattern_converts_to_a_dense_boolean_array():
+    pat = ft.sparsity_pattern(lambda x: x[1:] - x[:-1] ** 2, np.linspace(0.0, 1.0, 6))
+    dense = np.asarray(pat)
+    assert dense.dtype == bool and dense.shape == (5, 6)
+    np.testing.assert_array_equal(dense, np.eye(5, 6, dtype=bool) | np.eye(5, 6, k=1, dtype=bool))
