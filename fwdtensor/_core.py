@@ -464,7 +464,7 @@ def _check_const(bxp: ModuleType, ref: Any, c: Any) -> None:
 
 def expand(d: Any) -> Any:
     """Give a derivative array a unit batch axis so it multiplies a tangent cheaply."""
-    if type(d) in PY_SCALARS:
+    if type(d) in PY_SCALARS or d.ndim == 0:  # 0-d broadcasts as it is
         return d
     return d[None, ...]
 
