@@ -549,6 +549,7 @@ def binary(rule: Rule, a: Any, b: Any) -> Any:
     """Apply a two-argument elementwise rule (operands broadcast, scalars allowed)."""
     if _fused.enabled and (r := _fused.binary(rule, a, b)) is not None:
         return r
+    full = False  # True when the tangent is known to have the result's full shape
     if type(a) is DualTensor:
         if type(b) is DualTensor and b.level >= a.level:
             if b.level == a.level:
@@ -566,12 +567,14 @@ def binary(rule: Rule, a: Any, b: Any) -> Any:
         else:
             pa, ta, pb, tb = a.primal, a._t, b, None
             bxp, B, level = a._bxp, a._B, a.level
-            if type(b) is not type(pa) and type(b) not in PY_SCALARS:
+            full = type(b) in PY_SCALARS  # a scalar operand keeps the dual's shape
+            if not full and type(b) is not type(pa):
                 _check_const(bxp, pa, b)
     elif type(b) is DualTensor:
         pa, ta, pb, tb = a, None, b.primal, b._t
         bxp, B, level = b._bxp, b._B, b.level
-        if type(a) is not type(pb) and type(a) not in PY_SCALARS:
+        full = type(a) in PY_SCALARS
+        if not full and type(a) is not type(pb):
             _check_const(bxp, pb, a)
     else:
         src = a if type(a) not in PY_SCALARS else b
@@ -591,6 +594,7 @@ def binary(rule: Rule, a: Any, b: Any) -> Any:
                 xp,
                 pa,
                 pb,
+                y,
                 ta if ta.ndim == nd else align(xp, ta, nd - 1),
                 tb if tb.ndim == nd else align(xp, tb, nd - 1),
             )
@@ -609,7 +613,7 @@ def binary(rule: Rule, a: Any, b: Any) -> Any:
     if t is None:
         return make_dual(y, None, level, B, bxp)
     # With both tangents present the sum already has the full shape (B, *y.shape).
-    if (ta is None or tb is None) and t.shape[1:] != y.shape:
+    if not full and (ta is None or tb is None) and t.shape[1:] != y.shape:
         t = xp.broadcast_to(t, (t.shape[0], *y.shape))
     return _make(y, t, level, B, bxp)
 

@@ -76,7 +76,11 @@ def unary(name: str, d: Callable | None = None, *, jvp: Callable | None = None, 
 
 
 def binary(name: str, d1: Callable, d2: Callable, **kw: Any) -> Rule:
-    """Elementwise ``y = f(x1, x2)`` with one partial derivative per operand."""
+    """Elementwise ``y = f(x1, x2)`` with one partial derivative per operand.
+
+    An optional ``jvp=(xp, x1, x2, y, t1, t2) -> t`` gives the tangent when both operands
+    carry one, as one expression (fewer passes and calls than two partials and a sum).
+    """
     return Rule(name, "binary", "diff", _primal2(name), d1=d1, d2=d2, args=("x1", "x2"), **kw)
 
 

@@ -110,6 +110,11 @@ def _hypot_d(xp: Any, a: Any, y: Any) -> Any:
     return xp.divide(a, safe)
 
 
+def _divide_jvp(xp: Any, a: Any, b: Any, y: Any, ta: Any, tb: Any) -> Any:
+    # (ta - y tb) / b: three passes over the tangents instead of five
+    return xp.divide(xp.subtract(ta, xp.multiply(tb, expand(y))), expand(b))
+
+
 def _neg(xp: Any, a: Any) -> Any:
     return -a if isinstance(a, _SCALAR) else xp.negative(a)
 
@@ -206,24 +211,28 @@ RULES: tuple[Rule, ...] = (
     # add, subtract, multiply also give the tangent for two dual operands as one expression
     # (jvp=...), which skips the per-partial dispatch in the hottest operations.
     binary(
-        "add", lambda xp, a, b, y: ONE, lambda xp, a, b, y: ONE, jvp=lambda xp, a, b, ta, tb: xp.add(ta, tb)
+        "add",
+        lambda xp, a, b, y: ONE,
+        lambda xp, a, b, y: ONE,
+        jvp=lambda xp, a, b, y, ta, tb: xp.add(ta, tb),
     ),
     binary(
         "subtract",
         lambda xp, a, b, y: ONE,
         lambda xp, a, b, y: MINUS_ONE,
-        jvp=lambda xp, a, b, ta, tb: xp.subtract(ta, tb),
+        jvp=lambda xp, a, b, y, ta, tb: xp.subtract(ta, tb),
     ),
     binary(
         "multiply",
         lambda xp, a, b, y: b,
         lambda xp, a, b, y: a,
-        jvp=lambda xp, a, b, ta, tb: add_into(xp, xp.multiply(ta, expand(b)), xp.multiply(tb, expand(a))),
+        jvp=lambda xp, a, b, y, ta, tb: add_into(xp, xp.multiply(ta, expand(b)), xp.multiply(tb, expand(a))),
     ),
     binary(
         "divide",
         lambda xp, a, b, y: DivBy(b),
         lambda xp, a, b, y: xp.negative(xp.divide(y, b)),
+        jvp=_divide_jvp,
         domain="nonzero2",
     ),
     binary(
