@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import array_api_compat
+
 from .._tangent import align
 from ._forms import Rule, custom
 
@@ -29,6 +31,8 @@ def right(xp: Any, t: Any, m: Any) -> Any:
 
     A 2-D ``m`` is one large product: the batch and stack axes of ``t`` fold into its rows.
     """
+    if m.ndim == 2 and array_api_compat.is_dask_namespace(xp):
+        return xp.matmul(t, m)  # Dask: a blockwise product keeps the batch axis its own chunk
     if m.ndim == 2:
         s = t.shape
         r = xp.matmul(xp.reshape(t, (-1, s[-1])), m)
