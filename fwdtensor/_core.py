@@ -628,12 +628,17 @@ def _top_level(arrays: tuple) -> DualTensor | None:
     return top
 
 
-def split(arrays: tuple, top: DualTensor) -> tuple[list, list, int, ModuleType, ModuleType]:
-    """Primals and tangents of ``arrays`` at ``top``'s level; everything else is constant."""
+def split(arrays: tuple, top: DualTensor) -> tuple[list, list, int, ModuleType, ModuleType, bool]:
+    """Primals and tangents of ``arrays`` at ``top``'s level; everything else is constant.
+
+    Also returns the batch size, the namespace to compute with, the backend namespace, and
+    whether any tangent is present (so that constants skip the rule's JVP).
+    """
     level, bxp = top.level, top._bxp
     primals, tangents = [], []
     B = 0
     nested = False
+    any_t = False
     for a in arrays:
         if type(a) is DualTensor:
             if a._bxp is not bxp:
@@ -641,6 +646,7 @@ def split(arrays: tuple, top: DualTensor) -> tuple[list, list, int, ModuleType, 
             if a.level == level:
                 p, t = a.primal, a._t
                 B = B if B >= a._B else a._B
+                any_t = any_t or t is not None
             else:
                 p, t = a, None
         else:
@@ -650,7 +656,7 @@ def split(arrays: tuple, top: DualTensor) -> tuple[list, list, int, ModuleType, 
         nested = nested or type(p) is DualTensor
         primals.append(p)
         tangents.append(t)
-    return primals, tangents, B, (FT if nested else bxp), bxp
+    return primals, tangents, B, (FT if nested else bxp), bxp, any_t
 
 
 def wrap(out: Any, tout: Any, level: int, B: int, bxp: ModuleType) -> Any:
@@ -675,11 +681,11 @@ def apply(rule: Rule, arrays: tuple, params: dict) -> Any:
     if top is None:
         xp = _plain_namespace(arrays, params)
         return rule.f(xp, *arrays, **params)
-    primals, tangents, B, xp, bxp = split(arrays, top)
+    primals, tangents, B, xp, bxp, any_t = split(arrays, top)
     try:
         if rule.kind == "nondiff":
             return rule.f(xp, *primals, **params)
-        if rule.kind == "zero" or all(t is None for t in tangents):
+        if rule.kind == "zero" or not any_t:
             return wrap(rule.f(xp, *primals, **params), None, top.level, B, bxp)
         out, tout = rule.jvp(xp, primals, tangents, **params)
     except AttributeError as exc:  # the backend lacks a function the rule needs
