@@ -441,6 +441,13 @@ def _check_tangent(bxp: ModuleType, p: Any, tangent: Any, batched: bool) -> Any:
     return tangent if batched else bxp.reshape(tangent, (1, *want))
 
 
+def innermost(x: Any) -> Any:
+    """The plain backend array under any number of dual levels."""
+    while type(x) is DualTensor:
+        x = x.primal
+    return x
+
+
 def zeros_tangent(x: Any, B: int) -> Any:
     """An explicit zero tangent of B directions for ``x`` (a dual or an array)."""
     if type(x) is DualTensor:

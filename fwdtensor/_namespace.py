@@ -100,12 +100,6 @@ def _binder(rule: Rule) -> Callable[[tuple, dict], tuple[tuple, dict]]:
     return bind
 
 
-def _innermost(x: Any) -> Any:
-    while type(x) is DualTensor:
-        x = x.primal
-    return x
-
-
 def _creation(rule: Rule) -> Callable:
     apply = _core.apply
     bind = _binder(rule)

@@ -649,10 +649,7 @@ def _block(full: Any, out: Any, x: Any, off: int, m: int) -> Any:
     return t if tuple(t.shape) == want else xp.reshape(t, want)
 
 
-def _innermost(x: Any) -> Any:
-    while type(x) is DualTensor:
-        x = x.primal
-    return x
+_innermost = _core.innermost
 
 
 def _result_dtype(xp: Any, out: Any, x: Any) -> Any:

@@ -85,11 +85,7 @@ class Solution:
 
 
 # ------------------------------------------------------------------ helpers
-def _innermost(x: Any) -> Any:
-    """The plain backend array under any number of dual levels (what step control reads)."""
-    while type(x) is DualTensor:
-        x = x.primal
-    return x
+_innermost = _core.innermost  # the plain array under the duals: what step control reads
 
 
 def _top_dual(tree: Any) -> DualTensor | None:

@@ -42,10 +42,7 @@ def _allows_prefixed_arrays(bxp: ModuleType) -> bool:
     return ok
 
 
-def _plain(k: Any) -> Any:
-    while type(k) is DualTensor:
-        k = k.primal
-    return k
+_plain = _core.innermost  # a dual used as an index is its primal
 
 
 def _as_tuple(key: Any) -> tuple:
