@@ -476,11 +476,6 @@ def expand(d: Any) -> Any:
     return d[None, ...]
 
 
-def scale(xp: ModuleType, t: Any, d: Any) -> Any:
-    """The tangent ``t`` times a partial derivative ``d`` (array, scalar or marker)."""
-    return _times(xp, t, d)
-
-
 def _fn(rule: Rule, xp: ModuleType) -> Any:
     """The backend function of an elementwise rule (cached per namespace)."""
     fn = rule.cache.get(xp)

@@ -73,13 +73,6 @@ def device_mismatch(d1: object, d2: object) -> BackendMismatchError:
     )
 
 
-def no_rule(name: str, supported: list[str] | None = None) -> NotDifferentiableError:
-    msg = f"fwdtensor has no derivative rule for {name!r}"
-    if supported:
-        msg += "; differentiable functions are: " + ", ".join(sorted(supported))
-    return NotDifferentiableError(msg)
-
-
 def missing_function(name: str, xp: object) -> NotDifferentiableError:
     backend = getattr(xp, "__name__", type(xp).__name__)
     return NotDifferentiableError(
