@@ -22,6 +22,7 @@ from ._errors import (
     StructureError,
     TangentError,
 )
+from ._fuse import FuseError, FuseWarning, fuse
 from ._fused import is_fused, set_fused
 from ._namespace import build as _build
 from ._namespace_extras import *  # noqa: F403  (constants, dtypes, inspection: see its __all__)
@@ -59,6 +60,9 @@ from ._distributed import DistributedError, distributed_jacfwd  # noqa: E402
 
 __all__ = [
     "DualTensor",
+    "fuse",
+    "FuseError",
+    "FuseWarning",
     "set_fused",
     "is_fused",
     "jvp",

@@ -55,9 +55,11 @@ def _roll(xp: Any, x: Any, shift: Any, *, axis: Any = None) -> Any:
     """``roll`` along one axis as two slices joined by ``concat``.
 
     Same result as ``xp.roll``; NumPy's roll costs about 5 us of Python per call on small
-    arrays against about 1 us for this, which matters in loops over small states.
+    arrays against about 1 us for this, which matters in loops over small states. A
+    namespace that reads elements by index (``ft.fuse``'s tracer) gets its own ``roll``.
     """
     ok = type(axis) is int and type(shift) is int and -x.ndim <= axis < x.ndim
+    ok = ok and not getattr(xp, "indexed_roll", False)
     n = x.shape[axis] if ok else 0  # otherwise the backend's roll (and its errors)
     if not n:
         return xp.roll(x, shift, axis=axis)

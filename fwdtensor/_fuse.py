@@ -1,0 +1,291 @@
+"""``ft.fuse``: a whole elementwise program, primal and tangent, in one GPU kernel.
+
+On a GPU an elementwise JVP is bound by memory traffic. The eager path runs one kernel per
+operation and per tangent product, each reading and writing whole arrays; one kernel that
+reads ``x, t`` once and writes ``y, ty`` once moves the least memory a JVP can. ``fuse``
+traces the program (``_trace``), writes the loop body from the same rule rows the eager
+path uses (``_codegen``), compiles it once per program and dtype, and launches it.
+
+Fusion applies to CuPy arrays. Everything else (NumPy, torch, nested duals, programs with
+reductions or slices) runs the program as written, which is always the reference; with
+``strict=True`` such a call raises ``FuseError`` naming the reason instead.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import warnings
+from collections.abc import Callable
+from typing import Any
+
+import array_api_compat
+
+from . import _codegen, _core, _trace, _tree
+from ._backend import is_array, namespace_of
+from ._core import DualTensor
+from ._trace import FuseError
+
+__all__ = ["fuse", "FuseError", "FuseWarning", "Fused", "register_launcher"]
+
+_BLOCK = 256
+
+
+class FuseWarning(UserWarning):
+    """A call of a fused function ran unfused: the program is not one elementwise kernel."""
+
+
+# (predicate on the backend namespace, launcher) pairs; the first match launches kernels.
+_LAUNCHERS: list[tuple[Callable[[Any], bool], Callable]] = []
+
+
+def register_launcher(accepts: Callable[[Any], bool], launch: Callable) -> None:
+    """Let ``fuse`` run kernels on another backend: ``launch(kernel, inputs, outputs, total)``.
+
+    ``inputs`` are flat arrays (the launcher makes them contiguous), ``outputs`` fresh flat
+    arrays to fill, ``total`` the loop length.
+    CuPy's launcher is registered on import; the tests register a host C++ one.
+    """
+    _LAUNCHERS.insert(0, (accepts, launch))
+
+
+def _launcher(xp: Any) -> Callable | None:
+    for accepts, launch in _LAUNCHERS:
+        if accepts(xp):
+            return launch
+    return None
+
+
+def _is_cupy(xp: Any) -> bool:
+    return getattr(xp, "__name__", "").split(".")[-1] == "cupy"
+
+
+_cupy_kernels: dict[str, Any] = {}
+
+
+def _launch_cupy(kernel: _codegen.Kernel, inputs: list, outputs: list, total: int) -> None:
+    import cupy
+
+    inputs = [cupy.ascontiguousarray(a) for a in inputs]
+    src = kernel.source("cuda")
+    k = _cupy_kernels.get(src)
+    if k is None:
+        k = _cupy_kernels[src] = cupy.RawKernel(src, kernel.name)
+    N = kernel.meta["N"]
+    ints = [cupy.int64(v) for v in (N, total, *kernel.params)]
+    blocks = min((total + _BLOCK - 1) // _BLOCK, 2**31 - 1)
+    k((blocks,), (_BLOCK,), (*inputs, *outputs, *ints))
+
+
+register_launcher(_is_cupy, _launch_cupy)
+
+
+class _Plan:
+    """What a call passes: which arguments are arrays, their backend, shape, dtype and level."""
+
+    __slots__ = ("xp", "shape", "dtype", "device", "level", "B", "batched", "positions")
+
+
+def _plan(args: tuple, kwargs: dict) -> _Plan | str:
+    """A plan for fusing this call, or the reason it cannot be fused."""
+    for v in kwargs.values():
+        if type(v) is DualTensor or is_array(v):
+            return "array keyword arguments are not fused; pass arrays positionally"
+    plan = _Plan()
+    plan.positions = [i for i, a in enumerate(args) if type(a) is DualTensor or is_array(a)]
+    if not plan.positions:
+        return "no array arguments"
+    levels, Bs, shapes, dtypes = set(), set(), set(), set()
+    xp = None
+    for i in plan.positions:
+        a = args[i]
+        if type(a) is DualTensor:
+            if type(a.primal) is DualTensor:
+                return "nested duals (derivatives of derivatives) are not fused"
+            levels.add(a.level)
+            if a._t is not None:
+                Bs.add((a._t.shape[0], a._B > 0))
+            p, axp = a.primal, a._bxp
+        else:
+            p, axp = a, namespace_of(a)
+        if xp is None:
+            xp = axp
+        elif axp is not xp:
+            return "arrays of different libraries"
+        shapes.add(tuple(p.shape))
+        dtypes.add(p.dtype)
+    if len(levels) > 1:
+        return "duals of different levels"
+    if len(Bs) > 1:
+        return "tangents with different numbers of directions"
+    if len(shapes) > 1:
+        return f"arrays of different shapes {sorted(shapes)}; fused programs take arrays of one shape"
+    (dtype,) = dtypes if len(dtypes) == 1 else (None,)
+    if dtype is None or not (dtype == xp.float32 or dtype == xp.float64):
+        return (
+            f"dtypes {sorted(map(str, dtypes))}: fused programs take float32 or float64 arrays of one dtype"
+        )
+    (shape,) = shapes
+    if math.prod(shape) == 0:
+        return "empty arrays"
+    if _launcher(xp) is None:
+        return f"no kernel launcher for {getattr(xp, '__name__', xp)} arrays (fused kernels run on CuPy)"
+    plan.xp, plan.shape, plan.dtype = xp, shape, dtype
+    plan.device = array_api_compat.device(_core.innermost(args[plan.positions[0]]))
+    plan.level = levels.pop() if levels else None
+    B, batched = Bs.pop() if Bs else (1, False)
+    plan.B, plan.batched = B, batched
+    return plan
+
+
+class Fused:
+    """A function whose elementwise program runs as one kernel per call (see ``fuse``)."""
+
+    def __init__(self, f: Callable, strict: bool) -> None:
+        functools.update_wrapper(self, f)
+        self.f = f
+        self.strict = strict
+
+    def __repr__(self) -> str:
+        return f"fuse({getattr(self.f, '__qualname__', self.f)!r}, strict={self.strict})"
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        plan = _plan(args, kwargs)
+        if isinstance(plan, str):
+            if self.strict:
+                raise FuseError(f"{self._name()} cannot be fused: {plan}")
+            return self.f(*args, **kwargs)
+        try:
+            kernel, built = self._build(plan, args, kwargs)
+        except FuseError as exc:
+            return self._fallback(exc, args, kwargs)
+        except Exception as exc:  # an operation the tracer lacks; the eager run is the reference
+            return self._fallback(FuseError(f"{type(exc).__name__}: {exc}"), args, kwargs)
+        return self._run(plan, kernel, built)
+
+    def _name(self) -> str:
+        return getattr(self.f, "__qualname__", repr(self.f))
+
+    def _fallback(self, exc: FuseError, args: tuple, kwargs: dict) -> Any:
+        if self.strict:
+            raise FuseError(f"{self._name()} cannot be fused: {exc}") from exc
+        warnings.warn(f"ft.fuse: {self._name()} runs unfused: {exc}", FuseWarning, stacklevel=3)
+        return self.f(*args, **kwargs)
+
+    def explain(self, *args: Any, **kwargs: Any) -> str:
+        """The generated CUDA source for these arguments (raises ``FuseError`` with the reason if none)."""
+        plan = _plan(args, kwargs)
+        if isinstance(plan, str):
+            raise FuseError(f"{self._name()} cannot be fused: {plan}")
+        kernel, _ = self._build(plan, args, kwargs)
+        return kernel.source("cuda")
+
+    def _build(self, plan: _Plan, args: tuple, kwargs: dict) -> tuple[_codegen.Kernel, tuple]:
+        """Trace the program for these arguments and write its kernel."""
+        xp, S = plan.xp, plan.shape
+        tr, token = _trace.start(xp, S, plan.dtype, plan.B, plan.device)
+        try:
+            traced = list(args)
+            for i in plan.positions:
+                a = args[i]
+                if type(a) is DualTensor:
+                    p = tr.leaf(xp.reshape(a.primal, (tr.N,)), "primal", tr.canon)
+                    t = None
+                    if a._t is not None:
+                        t = tr.leaf(xp.reshape(a._t, (plan.B * tr.N,)), "tangent", ("b", *tr.canon))
+                    traced[i] = _core._make(p, t, a.level, a._B, _trace.SYM)
+                else:
+                    traced[i] = tr.leaf(xp.reshape(a, (tr.N,)), "primal", tr.canon)
+            out = self.f(*traced, **kwargs)
+            leaves, treedef = _tree.flatten(out)
+            outputs, shapes = [], []
+            for leaf in leaves:
+                outputs.append(self._output(tr, plan, leaf, shapes))
+        finally:
+            _trace.stop(token)
+        exprs = [(e, kind) for o in outputs for e, kind in o if e is not None]
+        kernel = _codegen.emit(tr.kinds, exprs, S, plan.B > 1, str(plan.dtype))
+        kernel.meta["N"] = tr.N
+        return kernel, (tr.inputs, outputs, treedef)
+
+    def _output(self, tr: _trace.Trace, plan: _Plan, leaf: Any, shapes: list) -> list:
+        """``[(primal expr, "primal"), (tangent expr or None, "tangent")]`` for one output."""
+        if type(leaf) is DualTensor:
+            if type(leaf.primal) is DualTensor or leaf.level != plan.level:
+                raise FuseError(
+                    "an output of another differentiation level (nested transforms are not fused)"
+                )
+            p, t = leaf.primal, leaf._t
+        else:
+            p, t = leaf, None
+        if not isinstance(p, _trace.Sym):
+            raise FuseError(f"an output of type {type(p).__name__}; fused programs return arrays")
+        if p.e.dtype != "T":
+            raise FuseError("a boolean output is not fused")
+        self._check(tr, p, tr.canon, "an output")
+        pair = [(p.e, "primal")]
+        if type(leaf) is DualTensor:
+            if t is not None:
+                self._check(tr, t, ("b", *tr.canon), "a tangent output")
+            pair.append((None if t is None else t.e, "tangent"))
+        return pair
+
+    @staticmethod
+    def _check(tr: _trace.Trace, s: _trace.Sym, roles: tuple, what: str) -> None:
+        full = tuple(tr.size(r) for r in roles)
+        if s.shape != full or _trace._significant(tr, s.roles) != _trace._significant(tr, roles):
+            raise FuseError(f"{what} of shape {s.shape} is not elementwise over the inputs' shape {tr.shape}")
+
+    def _run(self, plan: _Plan, kernel: _codegen.Kernel, built: tuple) -> Any:
+        inputs, outputs, treedef = built
+        xp, S, B = plan.xp, plan.shape, plan.B
+        N = math.prod(S)
+        arrays, results = [], []
+        for pair in outputs:
+            y = xp.empty((N,), dtype=plan.dtype, device=plan.device)
+            arrays.append(y)
+            ty = None
+            if len(pair) == 2 and pair[1][0] is not None:
+                ty = xp.empty((B * N,), dtype=plan.dtype, device=plan.device)
+                arrays.append(ty)
+            results.append((y, ty, len(pair) == 2))
+        _launcher(xp)(kernel, inputs, arrays, B * N if B > 1 else N)
+        leaves = []
+        for y, ty, dual in results:
+            y = xp.reshape(y, S)
+            if not dual:
+                leaves.append(y)
+                continue
+            ty = None if ty is None else xp.reshape(ty, (B, *S))
+            leaves.append(_core._make(y, ty, plan.level, B if plan.batched else 0, xp))
+        return _tree.unflatten(treedef, leaves)
+
+
+def fuse(f: Callable | None = None, *, strict: bool = False) -> Any:
+    """Run an elementwise program, and its tangents, as one kernel per call on CuPy arrays.
+
+    ``fuse(f)`` (or ``@fuse``) returns a function with ``f``'s signature. Its array
+    arguments (plain arrays or duals of one level, all of one shape and float dtype) are
+    traced through ``f``; the program may use the standard's elementwise functions,
+    operators, ``where``, ``clip``, ``roll`` and constants, and return one array or a tuple,
+    list or dict of them. Each call retraces ``f`` (a few microseconds per operation) and
+    reuses the compiled kernel when the program is unchanged.
+
+    Fusion pays on GPUs, where each eager operation is a pass over memory. On other
+    backends, and for programs that are not elementwise, ``f`` runs as written; a program
+    that cannot be fused on CuPy warns with ``FuseWarning`` (``strict=True`` raises
+    ``FuseError`` instead).
+
+    >>> import numpy as np, fwdtensor as ft
+    >>> g = ft.fuse(lambda x: ft.log(x) + x * ft.roll(x, 1) - ft.sin(x))
+    >>> y, t = ft.jvp(g, (np.array([1.0, 2.0]),), (np.array([1.0, 0.0]),))
+    >>> [round(float(v), 4) for v in t]  # NumPy: the program runs as written
+    [1.4597, 1.0]
+    """
+    if f is None:
+        return functools.partial(fuse, strict=strict)
+    if not callable(f):
+        raise TypeError(f"fuse takes a function, got {type(f).__name__}")
+    if not isinstance(strict, bool):
+        raise TypeError(f"strict must be True or False, got {strict!r}")
+    return Fused(f, strict)
