@@ -328,10 +328,12 @@ def _elementwise(name: str, arity: int) -> Callable:
             raise TypeError(f"{name}() takes {arity} positional arguments, got {len(args)}")
         t = tracing()
         ops = [_operand(t, a) for a in args]
-        want = "bool" if bool_in else "T"
-        for o in ops:
-            if o.e.dtype != want and not (comparison and o.e.dtype == "bool"):
-                raise FuseError(f"{name} of a {o.e.dtype} operand is not fused")
+        if bool_in:
+            if any(o.e.dtype != "bool" for o in ops):
+                raise FuseError(f"{name} of a floating operand is not fused")
+        elif not (comparison and all(o.e.dtype == "bool" for o in ops)):
+            # booleans in arithmetic count as 0 and 1, as NumPy and CuPy promote them
+            ops = [SYM.astype(o, t.dtype) if o.e.dtype == "bool" else o for o in ops]
         roles = t.broadcast(*(o.roles for o in ops))
         return Sym(t.expr(name, tuple(o.e for o in ops), (), out_dtype), roles, t)
 

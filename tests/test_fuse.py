@@ -1,0 +1,356 @@
+"""``ft.fuse``: the traced, generated kernel against the eager path it replaces.
+
+Without a GPU the generated loop body is compiled by the host C++ compiler and run on
+NumPy arrays (``tests/_host_kernels``), and the CUDA translation unit is compiled to PTX
+by NVRTC or nvcc (``tests/_cuda_compile``); with CuPy and a device the kernels also run
+there. The eager path is the reference: it is itself checked against finite differences
+in ``test_elementwise``.
+"""
+
+from __future__ import annotations
+
+import re
+import warnings
+
+import numpy as np
+import pytest
+
+import fwdtensor as ft
+from fwdtensor import _codegen, _fuse
+from fwdtensor.rules.elementwise import RULES
+from tests import _cuda_compile, _host_kernels
+from tests._util import sample
+
+# Elementwise rules the tracer compiles: every real-valued one of the standard.
+FUSABLE = [
+    r
+    for r in RULES
+    if r.form in ("unary", "binary") and r.kind != "nondiff" and r.dtypes in ("float", "real")
+]
+UNARY = [r for r in FUSABLE if r.form == "unary" and r.name not in ("imag",)]
+BINARY = [r for r in FUSABLE if r.form == "binary"]
+DTYPES = ["float32", "float64"]
+SHAPE = (4, 5)
+
+
+@pytest.fixture
+def host(monkeypatch):
+    """Run fused kernels on NumPy arrays through the host C++ compiler."""
+    if _host_kernels.REASON:
+        pytest.skip(_host_kernels.REASON)
+    monkeypatch.setattr(_fuse, "_LAUNCHERS", [(_host_kernels.is_numpy, _host_kernels.launch)])
+
+
+def _tol(dtype: str) -> dict:
+    # float32: libm (glibc, CUDA) and NumPy's own SIMD kernels differ by a few ulp.
+    return {"rtol": 3e-6, "atol": 3e-6} if dtype == "float32" else {"rtol": 1e-12, "atol": 1e-12}
+
+
+def _same(got, want, dtype: str, what: str = "") -> None:
+    assert type(got) is type(want), what
+    g, w = (got.primal, want.primal) if isinstance(want, ft.DualTensor) else (got, want)
+    scale = max(1.0, float(np.max(np.abs(w))))
+    tol = _tol(dtype)
+    np.testing.assert_allclose(g, w, rtol=tol["rtol"], atol=tol["atol"] * scale, err_msg=f"{what} primal")
+    if isinstance(want, ft.DualTensor):
+        assert got.batched == want.batched and got.level == want.level, what
+        tg, tw = got.tangent, want.tangent
+        scale = max(1.0, float(np.max(np.abs(tw))))
+        np.testing.assert_allclose(
+            tg, tw, rtol=tol["rtol"], atol=tol["atol"] * scale, err_msg=f"{what} tangent"
+        )
+
+
+def _duals(xs: list, B: int, rng) -> list:
+    if B == 0:
+        return [ft.DualTensor(x, rng.normal(size=x.shape).astype(x.dtype)) for x in xs]
+    return [ft.DualTensor(x, rng.normal(size=(B, *x.shape)).astype(x.dtype), batched=True) for x in xs]
+
+
+def test_the_fusable_functions_are_the_generated_ones():
+    """Every real elementwise rule has a C++ row, and no row is left without a rule."""
+    names = {r.name for r in FUSABLE}
+    assert names <= set(_codegen.OPS), names - set(_codegen.OPS)
+    nondiff = {r.name for r in RULES if r.kind == "nondiff" and r.dtypes != "int"}
+    assert nondiff <= set(_codegen.OPS), nondiff - set(_codegen.OPS)
+
+
+@pytest.mark.parametrize("B", [0, 3], ids=["one-direction", "batched3"])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_every_unary_function_in_one_kernel(host, dtype, B):
+    rng = np.random.default_rng(1)
+    xs = [sample(r.domain, SHAPE, dtype, rng) for r in UNARY]
+
+    def f(*args):
+        return {r.name: getattr(ft, r.name)(a) for r, a in zip(UNARY, args)}
+
+    args = _duals(xs, B, rng)
+    got = ft.fuse(f, strict=True)(*args)
+    want = f(*args)
+    for r in UNARY:
+        _same(got[r.name], want[r.name], dtype, r.name)
+
+
+@pytest.mark.parametrize("B", [0, 3], ids=["one-direction", "batched3"])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_every_binary_function_in_one_kernel(host, dtype, B):
+    rng = np.random.default_rng(2)
+    pairs = [(sample(r.domain, SHAPE, dtype, rng, 0), sample(r.domain, SHAPE, dtype, rng, 1)) for r in BINARY]
+    flat = [a for p in pairs for a in p]
+
+    def f(*args):
+        return [getattr(ft, r.name)(args[2 * k], args[2 * k + 1]) for k, r in enumerate(BINARY)]
+
+    args = _duals(flat, B, rng)
+    got = ft.fuse(f, strict=True)(*args)
+    want = f(*args)
+    for r, g, w in zip(BINARY, got, want):
+        _same(g, w, dtype, r.name)
+
+
+@pytest.mark.parametrize("form", ["dual-plain", "plain-dual", "dual-scalar", "scalar-dual"])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_binary_functions_with_one_dual_and_scalars(host, dtype, form):
+    """Partials through one operand only, and Python scalars on either side."""
+    rng = np.random.default_rng(3)
+    pairs = [(sample(r.domain, SHAPE, dtype, rng, 0), sample(r.domain, SHAPE, dtype, rng, 1)) for r in BINARY]
+    consts = [float(b.flat[0]) if form == "dual-scalar" else float(a.flat[0]) for a, b in pairs]
+    if form == "scalar-dual":  # the dual is the second argument: draw it from that domain
+        pairs = [(b, a) for a, b in pairs]
+
+    def f(*args):
+        out = []
+        for k, r in enumerate(BINARY):
+            fn, a, b, c = getattr(ft, r.name), args[2 * k], args[2 * k + 1], consts[k]
+            if form == "dual-plain":
+                out.append(fn(a, b))
+            elif form == "plain-dual":
+                out.append(fn(b, a))
+            else:
+                out.append(fn(a, c) if form == "dual-scalar" else fn(c, a))
+        return out
+
+    args = [
+        ft.DualTensor(a, rng.normal(size=SHAPE).astype(dtype)) if k % 2 == 0 else a
+        for k, a in enumerate([v for p in pairs for v in p])
+    ]
+    with np.errstate(all="ignore"):  # swapped operands may leave the domain: NaN on both paths
+        want = f(*args)
+    got = ft.fuse(f, strict=True)(*args)
+    for r, g, w in zip(BINARY, got, want):
+        _same(g, w, dtype, r.name)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_issue_program_and_its_jacobian(host, dtype):
+    """f(x) = log(x) + x*roll(x, 1) - sin(x): the GPU benchmark's program."""
+    rng = np.random.default_rng(4)
+
+    def f(x):
+        return ft.log(x) + x * ft.roll(x, 1) - ft.sin(x)
+
+    x = rng.uniform(0.5, 2.0, 300).astype(dtype)
+    v = rng.normal(size=300).astype(dtype)
+    g = ft.fuse(f, strict=True)
+    (y, t), (y0, t0) = ft.jvp(g, (x,), (v,)), ft.jvp(f, (x,), (v,))
+    np.testing.assert_allclose(y, y0, **_tol(dtype))
+    np.testing.assert_allclose(t, t0, **_tol(dtype))
+    np.testing.assert_allclose(ft.jacfwd(g)(x[:40]), ft.jacfwd(f)(x[:40]), **_tol(dtype))
+    np.testing.assert_allclose(g(x), f(x), **_tol(dtype))  # plain arrays: primal only
+
+
+@pytest.mark.parametrize("B", [0, 2])
+@pytest.mark.parametrize("axis", [None, 0, 1, -1])
+@pytest.mark.parametrize("shift", [1, -2, 7])
+def test_roll_along_any_axis(host, axis, shift, B):
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(3, 4))
+
+    def f(x):
+        return ft.exp(ft.roll(ft.sin(x), shift, axis=axis)) * x + ft.roll(
+            ft.roll(x, 1, axis=0), shift, axis=axis
+        )
+
+    (d,) = _duals([x], B, rng)
+    _same(ft.fuse(f, strict=True)(d), f(d), "float64", f"roll {axis} {shift}")
+
+
+def test_where_clip_constants_and_captured_arrays(host):
+    rng = np.random.default_rng(6)
+    w = rng.normal(size=SHAPE)
+    mask = rng.normal(size=SHAPE) > 0
+    c0 = np.asarray(0.25)
+
+    def f(x, y):
+        z = ft.where(mask, x * w, ft.clip(y, -0.5, 0.5))
+        z = ft.where(x > y, z, ft.maximum(x, y) ** 2) * c0 + ft.zeros_like(x) + 1.5
+        return ft.where(ft.isnan(z), 0.0, z) + ft.astype(x > 0, x.dtype) * y
+
+    args = _duals([rng.normal(size=SHAPE), rng.normal(size=SHAPE)], 0, rng)
+    _same(ft.fuse(f, strict=True)(*args), f(*args), "float64", "where")
+
+
+def test_outputs_of_every_kind(host):
+    """Tuples, dicts, an input returned as it is, a constant tangent, plain and dual outputs."""
+    rng = np.random.default_rng(7)
+    x, y = rng.uniform(0.5, 1.5, SHAPE), rng.uniform(0.5, 1.5, SHAPE)
+
+    def f(a, b):
+        return a, {"s": ft.sin(b) * 2.0, "b": b}, (ft.exp(a) / b,)
+
+    args = (ft.DualTensor(x, np.ones(SHAPE)), y)  # b is a constant: its outputs are plain
+    got, want = ft.fuse(f, strict=True)(*args), f(*args)
+    assert isinstance(got[1]["s"], np.ndarray) and isinstance(got[2][0], ft.DualTensor)
+    for g, w in [
+        (got[0], want[0]),
+        (got[1]["s"], want[1]["s"]),
+        (got[1]["b"], want[1]["b"]),
+        (got[2][0], want[2][0]),
+    ]:
+        _same(g, w, "float64")
+
+    def g(a, b):  # a dual output whose tangent is a symbolic zero
+        return a * 0.0 + ft.sin(b)
+
+    out = ft.fuse(g, strict=True)(ft.DualTensor(x), ft.DualTensor(y))
+    assert out._t is None and isinstance(out, ft.DualTensor)
+
+
+def test_one_compiled_kernel_per_program_whatever_the_size(host):
+    def f(x):
+        return ft.tanh(ft.roll(x, 3)) * x
+
+    g = ft.fuse(f, strict=True)
+    rng = np.random.default_rng(8)
+    before = len(_host_kernels.compiled)
+    sources = {g.explain(ft.DualTensor(rng.normal(size=n), rng.normal(size=n))) for n in (10, 100, 1000)}
+    for n in (10, 100, 1000):
+        x, v = rng.normal(size=n), rng.normal(size=n)
+        _same(g(ft.DualTensor(x, v)), f(ft.DualTensor(x, v)), "float64")
+    assert len(sources) == 1
+    assert len(_host_kernels.compiled) - before <= 1
+
+
+def test_the_kernel_reads_each_input_once_and_writes_each_output_once(host):
+    """No temporaries in memory: every input is loaded at its own element or its rolled one."""
+    x = np.linspace(1.0, 2.0, 16)
+    src = ft.fuse(lambda x: ft.log(x) + x * ft.roll(x, 1) - ft.sin(x)).explain(ft.DualTensor(x, x))
+    body = src.split("step) {")[1]
+    assert src.count("__global__") == 1
+    loads = set(re.findall(r"in\d\[[^\]]+\]", body))
+    assert loads == {"in0[p]", "in0[q2]", "in1[p]", "in1[q2]"}
+    assert body.count("out0[") == 1 and body.count("out1[") == 1
+
+
+# ----------------------------------------------------------------- fallbacks
+def test_numpy_without_a_launcher_runs_the_program_as_written():
+    def f(x):
+        return ft.sin(x) * x
+
+    x = ft.DualTensor(np.linspace(0, 1, 5), np.ones(5))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # not a warning: other backends are not meant to fuse
+        _same(ft.fuse(f)(x), f(x), "float64")
+    with pytest.raises(ft.FuseError, match="CuPy"):
+        ft.fuse(f, strict=True)(x)
+
+
+@pytest.mark.parametrize(
+    "program, reason",
+    [
+        (lambda x: ft.sum(x) * x, "sum"),
+        (lambda x: x[1:] * 2.0, "picks elements"),
+        (lambda x: x * 2.0 if float(x[0, 0]) > 0 else x, "picks elements|branch"),
+        (lambda x: x[:, None] * x[None, 0], "picks elements|outer"),
+        (lambda x: ft.matmul(x, x.mT), "transpose|matmul"),
+        (lambda x: ft.astype(x, ft.float32) * 2, "astype"),
+    ],
+)
+def test_programs_that_are_not_elementwise_warn_and_run_eagerly(host, program, reason):
+    x = ft.DualTensor(np.linspace(0.5, 1.0, 16).reshape(4, 4), np.ones((4, 4)))
+    with pytest.warns(ft.FuseWarning, match=reason):
+        got = ft.fuse(program)(x)
+    _same(got, program(x), "float64")
+    with pytest.raises(ft.FuseError, match=reason):
+        ft.fuse(program, strict=True)(x)
+
+
+def test_branching_on_traced_values_is_refused(host):
+    def f(x):
+        return x * 2.0 if x > 0 else -x
+
+    x = ft.DualTensor(np.array([0.5]), np.array([1.0]))
+    with pytest.raises(ft.FuseError, match="branch"):
+        ft.fuse(f, strict=True)(x)
+    with pytest.warns(ft.FuseWarning, match="branch"):
+        _same(ft.fuse(f)(x), f(x), "float64")
+
+
+def test_calls_that_cannot_be_fused_name_the_reason(host):
+    f = ft.fuse(lambda a, b: a * b, strict=True)
+    with pytest.raises(ft.FuseError, match="different shapes"):
+        f(np.ones(3), np.ones(4))
+    with pytest.raises(ft.FuseError, match="dtype"):
+        f(np.ones(3), np.ones(3, dtype=np.float32))
+    with pytest.raises(ft.FuseError, match="dtype"):
+        f(np.ones(3, dtype=np.int64), np.ones(3, dtype=np.int64))
+    with pytest.raises(ft.FuseError, match="keyword"):
+        f(np.ones(3), b=np.ones(3))
+    with pytest.raises(ft.FuseError, match="nested"):
+        ft.jvp(lambda x: ft.jvp(f, (x, x), (x, x))[1], (np.ones(3),), (np.ones(3),))
+
+
+def test_bad_arguments_are_refused_before_any_work():
+    with pytest.raises(TypeError, match="function"):
+        ft.fuse(3)
+    with pytest.raises(TypeError, match="strict"):
+        ft.fuse(lambda x: x, strict="yes")
+    assert ft.fuse(strict=True)(lambda x: x).strict is True
+
+
+# ------------------------------------------------------------- CUDA sources
+@pytest.mark.skipif(_cuda_compile.REASON is not None, reason=str(_cuda_compile.REASON))
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_cuda_sources_compile(host, dtype):
+    """Every generated form compiles for the GPU: all functions, rolls, directions, where."""
+    rng = np.random.default_rng(9)
+    xs = [sample(r.domain, SHAPE, dtype, rng) for r in UNARY]
+
+    def every(*args):
+        out = [getattr(ft, r.name)(a) for r, a in zip(UNARY, args)]
+        out += [getattr(ft, r.name)(args[0], args[1]) for r in BINARY]
+        return out + [ft.where(args[0] > args[1], ft.roll(args[0], 2, axis=1), ft.roll(args[1], -1)) * np.inf]
+
+    sources = []
+    for B in (0, 3):
+        sources.append(ft.fuse(every).explain(*_duals(xs, B, rng)))
+    sources.append(ft.fuse(every).explain(*xs))
+    for src in sources:
+        ptx = _cuda_compile.ptx(src)
+        assert ".entry fwdtensor_fused_" in ptx, _cuda_compile.compiler()
+
+
+# ---------------------------------------------------------------- on a GPU
+def _cupy_reason():
+    from tests.conftest import _cuda_reason
+
+    return _cuda_reason()
+
+
+@pytest.mark.skipif(_cupy_reason() is not None, reason=str(_cupy_reason()))
+@pytest.mark.parametrize("B", [0, 4])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_fused_kernels_on_cupy_match_numpy(dtype, B):
+    import cupy as cp
+
+    def f(x):
+        return ft.log(x) + x * ft.roll(x, 1) - ft.sin(x)
+
+    rng = np.random.default_rng(10)
+    x = rng.uniform(0.5, 2.0, (64, 33)).astype(dtype)
+    (d,) = _duals([x], B, rng)
+    want = f(d)
+    dc = ft.DualTensor(cp.asarray(x), cp.asarray(d.tangent), batched=d.batched)
+    got = ft.fuse(f, strict=True)(dc)
+    np.testing.assert_allclose(cp.asnumpy(got.primal), want.primal, **_tol(dtype))
+    np.testing.assert_allclose(cp.asnumpy(got.tangent), want.tangent, **_tol(dtype))
