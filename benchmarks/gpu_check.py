@@ -13,8 +13,9 @@ Sections, each timed and fail-soft (an exception is recorded in the JSON, the re
 (c) JVP of f(x) = log(x) + x*roll(x, 1) - sin(x), n = 1e6, 1e7, 1e8, float32 and float64,
     as achieved bandwidth: the bytes that must move are x and t in, y and its tangent out
     (4 n itemsize), compared with (b). Rows: the CuPy primal alone, the generic path, the
-    fused per-rule kernels of fwdtensor/_fused.py, and one hand-written kernel for the whole
-    JVP (the floor any library could reach).
+    fused per-rule kernels of fwdtensor/_fused.py, ``ft.fuse`` (the whole program traced
+    into one generated kernel; its host cost per call, tracing included, is in the JSON),
+    and one hand-written kernel for the whole JVP (the floor any library could reach).
 (d) the Jacobian of a two-layer tanh MLP R^n -> R^n (n = 1024, 4096; all n directions in
     one batched pass) with ft.jacfwd on CuPy and on torch tensors, torch.func.jacfwd and
     jax.jit(jax.jacfwd), same weights, same GPU; float32 matmuls in full precision (no TF32).
@@ -398,6 +399,8 @@ def elementwise(run: Run, dev: Any, copy_GBps: float | None) -> dict:
     sizes = [10_000, 100_000] if dev.dry else [1_000_000, 10_000_000, 100_000_000]
     wired = fused_wired(dev)
     fused_direct = fused_program()
+    # strict on a GPU: a fallback to the eager path would be timed as if it were fused
+    whole = ft.fuse(f_ft, strict=not dev.dry)
     kernel = (
         None
         if dev.dry
@@ -420,7 +423,7 @@ def elementwise(run: Run, dev: Any, copy_GBps: float | None) -> dict:
                 run.say(f"    {dtype:8} {n:>11} skipped: 16 arrays of {n * item / 1e9:.1f} GB each: no room")
                 continue
             try:
-                rows += _elementwise_case(run, dev, dtype, n, wired, fused_direct, kernel, copy_GBps)
+                rows += _elementwise_case(run, dev, dtype, n, wired, (fused_direct, whole), kernel, copy_GBps)
             except Exception:  # e.g. out of memory: record it, go on with the next size
                 rows.append({"dtype": dtype, "n": n, "error": traceback.format_exc()})
                 run.say(f"    {dtype:8} {n:>11} FAILED: {traceback.format_exc().strip().splitlines()[-1]}")
@@ -428,7 +431,8 @@ def elementwise(run: Run, dev: Any, copy_GBps: float | None) -> dict:
     return {"fused_hooks_wired": wired, "rows": rows}
 
 
-def _elementwise_case(run, dev, dtype, n, wired, fused_direct, kernel, copy_GBps) -> list[dict]:
+def _elementwise_case(run, dev, dtype, n, wired, programs, kernel, copy_GBps) -> list[dict]:
+    fused_direct, whole = programs
     xm = dev.mod
     x, t = dev.uniform(n, dtype, 0.5, 2.0), dev.normal(n, dtype)
     need = 4 * n * np.dtype(dtype).itemsize
@@ -441,6 +445,7 @@ def _elementwise_case(run, dev, dtype, n, wired, fused_direct, kernel, copy_GBps
     }
     if wired:
         paths["fused via set_fused(True)"] = lambda: _with_fused(lambda: ft.jvp(f_ft, (x,), (t,)))
+    paths["ft.fuse (whole program)"] = lambda: ft.jvp(whole, (x,), (t,))
     if kernel is not None:
         paths["one kernel (floor)"] = lambda: kernel(x, t, x, t)
     ref = ft.jvp(f_ft, (x,), (t,))
@@ -456,6 +461,12 @@ def _elementwise_case(run, dev, dtype, n, wired, fused_direct, kernel, copy_GBps
                 rec["rel_err"] = max(dev_rel_err(xm, got[0], ref[0]), dev_rel_err(xm, got[1], ref[1]))
                 moved = need
             del got
+            if label.startswith("ft.fuse"):  # host time per call: trace, code, launch (no sync)
+                t0 = time.perf_counter()
+                for _ in range(5):
+                    fn()
+                rec["host_us_per_call"] = (time.perf_counter() - t0) / 5 * 1e6
+                dev.sync()
             ts = dev.times(fn, warmup=3, reps=reps)
             rec.update(median_s=median(ts), GBps=moved / median(ts) / 1e9)
             if copy_GBps:
