@@ -87,7 +87,7 @@ class _Plan:
     __slots__ = ("xp", "shape", "dtype", "device", "level", "B", "batched", "positions")
 
 
-def _plan(args: tuple, kwargs: dict) -> _Plan | str:
+def _plan(args: tuple, kwargs: dict, launch: bool = True) -> _Plan | str:
     """A plan for fusing this call, or the reason it cannot be fused."""
     for v in kwargs.values():
         if type(v) is DualTensor or is_array(v):
@@ -129,7 +129,7 @@ def _plan(args: tuple, kwargs: dict) -> _Plan | str:
     (shape,) = shapes
     if math.prod(shape) == 0:
         return "empty arrays"
-    if _launcher(xp) is None:
+    if launch and _launcher(xp) is None:
         return f"no kernel launcher for {getattr(xp, '__name__', xp)} arrays (fused kernels run on CuPy)"
     plan.xp, plan.shape, plan.dtype = xp, shape, dtype
     plan.device = array_api_compat.device(_core.innermost(args[plan.positions[0]]))
@@ -174,8 +174,9 @@ class Fused:
         return self.f(*args, **kwargs)
 
     def explain(self, *args: Any, **kwargs: Any) -> str:
-        """The generated CUDA source for these arguments (raises ``FuseError`` with the reason if none)."""
-        plan = _plan(args, kwargs)
+        """The CUDA source generated for these arguments, on any backend (NumPy arrays show what a
+        CuPy call would compile); raises ``FuseError`` with the reason where there is none."""
+        plan = _plan(args, kwargs, launch=False)
         if isinstance(plan, str):
             raise FuseError(f"{self._name()} cannot be fused: {plan}")
         kernel, _ = self._build(plan, args, kwargs)

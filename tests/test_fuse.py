@@ -354,3 +354,23 @@ def test_fused_kernels_on_cupy_match_numpy(dtype, B):
     got = ft.fuse(f, strict=True)(dc)
     np.testing.assert_allclose(cp.asnumpy(got.primal), want.primal, **_tol(dtype))
     np.testing.assert_allclose(cp.asnumpy(got.tangent), want.tangent, **_tol(dtype))
+
+
+@pytest.mark.skipif(_cuda_compile.REASON is not None, reason=str(_cuda_compile.REASON))
+@pytest.mark.parametrize("B", [0, 4], ids=["one-direction", "batched4"])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_the_compiled_kernel_moves_the_least_memory(dtype, B):
+    """In the PTX of the benchmark program: four element loads (x, t and their rolled
+    neighbours, read through the read-only cache) and two stores (y and its tangent); the
+    only other global reads are the math library's constant tables."""
+
+    def f(x):
+        return ft.log(x) + x * ft.roll(x, 1) - ft.sin(x)
+
+    x = np.linspace(1.0, 2.0, 10).astype(dtype)
+    d = ft.DualTensor(x, x) if B == 0 else ft.DualTensor(x, np.ones((B, 10), dtype), batched=True)
+    ptx = _cuda_compile.ptx(ft.fuse(f).explain(d))
+    body = ptx[ptx.index(".entry") :]
+    width = "f32" if dtype == "float32" else "f64"
+    assert len(re.findall(rf"ld\.global(\.nc)?\.{width}\s", body)) == 4, _cuda_compile.compiler()
+    assert len(re.findall(r"st\.global", body)) == 2
