@@ -31,6 +31,9 @@ FT: ModuleType = None  # type: ignore[assignment]
 # Every rule by its name (``R.add``), filled by ``_namespace`` from the rule tables.
 R = SimpleNamespace()
 
+# Array types of tracing namespaces (``_trace.Sym``): they outrank plain arrays in a call.
+TRACED: set[type] = set()
+
 # Markers a binary rule may return for a partial derivative, so no multiply is spent.
 ONE = object()
 MINUS_ONE = object()
@@ -579,7 +582,7 @@ def binary(rule: Rule, a: Any, b: Any) -> Any:
         if not full and type(a) is not type(pb):
             _check_const(bxp, pb, a)
     else:
-        src = a if type(a) not in PY_SCALARS else b
+        src = a if type(a) not in PY_SCALARS and type(b) not in TRACED else b
         return _fn(rule, namespace_of(src))(a, b)
 
     xp = FT if (type(pa) is DualTensor or type(pb) is DualTensor) else bxp
@@ -720,8 +723,12 @@ def _device_error(arrays: tuple) -> Exception | None:
 
 
 def _plain_namespace(arrays: tuple, params: dict) -> ModuleType:
-    """The backend of the first array argument (NumPy when there is none)."""
+    """The backend of the first array argument (NumPy when there is none); a traced array
+    (``ft.fuse``) wins over the arrays its program closes over."""
+    found = None
     for a in arrays:
         if a is not None and not isinstance(a, PY_SCALARS):
-            return namespace_of(a)
-    return _backend.default_numpy()
+            if type(a) in TRACED:
+                return namespace_of(a)
+            found = found or namespace_of(a)
+    return found or _backend.default_numpy()

@@ -87,18 +87,24 @@ class _Plan:
     __slots__ = ("xp", "shape", "dtype", "device", "level", "B", "batched", "positions")
 
 
+class _Quiet(str):
+    """A reason not to fuse that is no surprise (no GPU backend, nothing to fuse): no warning."""
+
+
 def _plan(args: tuple, kwargs: dict, launch: bool = True) -> _Plan | str:
     """A plan for fusing this call, or the reason it cannot be fused."""
+    positions = [i for i, a in enumerate(args) if type(a) is DualTensor or is_array(a)]
+    if not positions:
+        return _Quiet("no array arguments")
+    xp = namespace_of(_core.innermost(args[positions[0]]))
+    if launch and _launcher(xp) is None:
+        name = getattr(xp, "__name__", xp)
+        return _Quiet(f"no kernel launcher for {name} arrays (fused kernels run on CuPy)")
     for v in kwargs.values():
         if type(v) is DualTensor or is_array(v):
             return "array keyword arguments are not fused; pass arrays positionally"
-    plan = _Plan()
-    plan.positions = [i for i, a in enumerate(args) if type(a) is DualTensor or is_array(a)]
-    if not plan.positions:
-        return "no array arguments"
     levels, Bs, shapes, dtypes = set(), set(), set(), set()
-    xp = None
-    for i in plan.positions:
+    for i in positions:
         a = args[i]
         if type(a) is DualTensor:
             if type(a.primal) is DualTensor:
@@ -109,9 +115,7 @@ def _plan(args: tuple, kwargs: dict, launch: bool = True) -> _Plan | str:
             p, axp = a.primal, a._bxp
         else:
             p, axp = a, namespace_of(a)
-        if xp is None:
-            xp = axp
-        elif axp is not xp:
+        if axp is not xp:
             return "arrays of different libraries"
         shapes.add(tuple(p.shape))
         dtypes.add(p.dtype)
@@ -123,19 +127,17 @@ def _plan(args: tuple, kwargs: dict, launch: bool = True) -> _Plan | str:
         return f"arrays of different shapes {sorted(shapes)}; fused programs take arrays of one shape"
     (dtype,) = dtypes if len(dtypes) == 1 else (None,)
     if dtype is None or not (dtype == xp.float32 or dtype == xp.float64):
-        return (
-            f"dtypes {sorted(map(str, dtypes))}: fused programs take float32 or float64 arrays of one dtype"
-        )
+        got = sorted(map(str, dtypes))
+        return f"dtypes {got}: fused programs take float32 or float64 arrays of one dtype"
     (shape,) = shapes
     if math.prod(shape) == 0:
-        return "empty arrays"
-    if launch and _launcher(xp) is None:
-        return f"no kernel launcher for {getattr(xp, '__name__', xp)} arrays (fused kernels run on CuPy)"
+        return _Quiet("empty arrays")
+    plan = _Plan()
+    plan.positions = positions
     plan.xp, plan.shape, plan.dtype = xp, shape, dtype
-    plan.device = array_api_compat.device(_core.innermost(args[plan.positions[0]]))
+    plan.device = array_api_compat.device(_core.innermost(args[positions[0]]))
     plan.level = levels.pop() if levels else None
-    B, batched = Bs.pop() if Bs else (1, False)
-    plan.B, plan.batched = B, batched
+    plan.B, plan.batched = Bs.pop() if Bs else (1, False)
     return plan
 
 
@@ -147,15 +149,19 @@ class Fused:
         self.f = f
         self.strict = strict
 
+    def __get__(self, obj: Any, objtype: Any = None) -> Any:
+        # a fused method: bind the instance like a function would
+        return self if obj is None else functools.partial(self, obj)
+
     def __repr__(self) -> str:
         return f"fuse({getattr(self.f, '__qualname__', self.f)!r}, strict={self.strict})"
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         plan = _plan(args, kwargs)
         if isinstance(plan, str):
-            if self.strict:
-                raise FuseError(f"{self._name()} cannot be fused: {plan}")
-            return self.f(*args, **kwargs)
+            if isinstance(plan, _Quiet) and not self.strict:
+                return self.f(*args, **kwargs)
+            return self._fallback(FuseError(plan), args, kwargs)
         try:
             kernel, built = self._build(plan, args, kwargs)
         except FuseError as exc:
@@ -200,18 +206,21 @@ class Fused:
                     traced[i] = tr.leaf(xp.reshape(a, (tr.N,)), "primal", tr.canon)
             out = self.f(*traced, **kwargs)
             leaves, treedef = _tree.flatten(out)
-            outputs, shapes = [], []
-            for leaf in leaves:
-                outputs.append(self._output(tr, plan, leaf, shapes))
+            outputs = [self._output(tr, plan, leaf) for leaf in leaves]
         finally:
             _trace.stop(token)
-        exprs = [(e, kind) for o in outputs for e, kind in o if e is not None]
+        exprs = []
+        for p, t, _ in outputs:
+            exprs.append((p, "primal"))
+            if t is not None:
+                exprs.append((t, "tangent"))
         kernel = _codegen.emit(tr.kinds, exprs, S, plan.B > 1, str(plan.dtype))
         kernel.meta["N"] = tr.N
         return kernel, (tr.inputs, outputs, treedef)
 
-    def _output(self, tr: _trace.Trace, plan: _Plan, leaf: Any, shapes: list) -> list:
-        """``[(primal expr, "primal"), (tangent expr or None, "tangent")]`` for one output."""
+    def _output(self, tr: _trace.Trace, plan: _Plan, leaf: Any) -> tuple:
+        """``(primal expr, tangent expr or None, B)`` of one output; B is None for a plain array
+        and the dual's own batch count otherwise (as the eager dispatch set it)."""
         if type(leaf) is DualTensor:
             if type(leaf.primal) is DualTensor or leaf.level != plan.level:
                 raise FuseError(
@@ -225,12 +234,9 @@ class Fused:
         if p.e.dtype != "T":
             raise FuseError("a boolean output is not fused")
         self._check(tr, p, tr.canon, "an output")
-        pair = [(p.e, "primal")]
-        if type(leaf) is DualTensor:
-            if t is not None:
-                self._check(tr, t, ("b", *tr.canon), "a tangent output")
-            pair.append((None if t is None else t.e, "tangent"))
-        return pair
+        if t is not None:
+            self._check(tr, t, ("b", *tr.canon), "a tangent output")
+        return p.e, None if t is None else t.e, leaf._B if type(leaf) is DualTensor else None
 
     @staticmethod
     def _check(tr: _trace.Trace, s: _trace.Sym, roles: tuple, what: str) -> None:
@@ -243,23 +249,23 @@ class Fused:
         xp, S, B = plan.xp, plan.shape, plan.B
         N = math.prod(S)
         arrays, results = [], []
-        for pair in outputs:
+        for _, t, B_out in outputs:
             y = xp.empty((N,), dtype=plan.dtype, device=plan.device)
             arrays.append(y)
             ty = None
-            if len(pair) == 2 and pair[1][0] is not None:
+            if t is not None:
                 ty = xp.empty((B * N,), dtype=plan.dtype, device=plan.device)
                 arrays.append(ty)
-            results.append((y, ty, len(pair) == 2))
+            results.append((y, ty, B_out))
         _launcher(xp)(kernel, inputs, arrays, B * N if B > 1 else N)
         leaves = []
-        for y, ty, dual in results:
+        for y, ty, B_out in results:
             y = xp.reshape(y, S)
-            if not dual:
+            if B_out is None:
                 leaves.append(y)
                 continue
             ty = None if ty is None else xp.reshape(ty, (B, *S))
-            leaves.append(_core._make(y, ty, plan.level, B if plan.batched else 0, xp))
+            leaves.append(_core._make(y, ty, plan.level, B_out, xp))
         return _tree.unflatten(treedef, leaves)
 
 

@@ -22,6 +22,7 @@ from typing import Any
 
 import array_api_compat
 
+from . import _core
 from ._backend import PY_SCALARS, namespace_of
 from ._codegen import BOOL_IN, BOOL_OUT, OPS
 from ._errors import FwdTensorError
@@ -151,10 +152,11 @@ class Trace:
             return self.canon
         if len(shape) == len(S) + 1 and shape[1:] == S and shape[0] == B:
             return ("b", *self.canon)
+        flat = ("flat",) if len(S) > 1 else (self.canon or (None,))  # the primal as one axis
         if shape == (self.N,):
-            return ("flat",) if len(S) > 1 else self.canon
+            return flat
         if shape == (B, self.N):
-            return ("b", "flat") if len(S) > 1 else ("b", *self.canon)
+            return ("b", *flat)
         if all(n == 1 for n in shape):
             return (None,) * len(shape)
         raise FuseError(f"an array of shape {shape} is not elementwise over the inputs' shape {S}")
@@ -226,6 +228,9 @@ class Sym:
 
     def __setitem__(self, key: Any, value: Any) -> None:
         raise FuseError("item assignment is not fused")
+
+
+_core.TRACED.add(Sym)
 
 
 def _op(name: str, swap: bool = False) -> Callable:

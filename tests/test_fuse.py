@@ -216,6 +216,66 @@ def test_outputs_of_every_kind(host):
     assert out._t is None and isinstance(out, ft.DualTensor)
 
 
+def test_shapes_with_unit_axes_zero_dimensions_and_mixed_directions(host):
+    rng = np.random.default_rng(11)
+    x0 = np.asarray(0.7)
+    cases = [
+        (lambda x: ft.sin(ft.roll(x, 3)) * x, [ft.DualTensor(x0, np.asarray(1.0))]),
+        (lambda x: ft.sin(x) * x, [ft.DualTensor(x0, np.ones(3), batched=True)]),
+        (
+            lambda x: ft.roll(x, 2, axis=0) * ft.roll(x, -7, axis=1),
+            [ft.DualTensor(*rng.normal(size=(2, 1, 5)))],
+        ),
+        (
+            lambda x: ft.roll(x, 2) * x,
+            [ft.DualTensor(rng.normal(size=(1, 5)), np.ones((3, 1, 5)), batched=True)],
+        ),
+        # a batched dual beside a constant one: each output keeps the batching eager gives it
+        (
+            lambda x, y: (x, y * 2.0, ft.sin(y) + x),
+            [
+                ft.DualTensor(rng.normal(size=(3, 4)), np.ones((2, 3, 4)), batched=True),
+                ft.DualTensor(np.ones((3, 4))),
+            ],
+        ),
+    ]
+    for k, (f, args) in enumerate(cases):
+        got, want = ft.fuse(f, strict=True)(*args), f(*args)
+        for g, w in zip(
+            got if isinstance(got, tuple) else (got,), want if isinstance(want, tuple) else (want,)
+        ):
+            _same(g, w, "float64", f"case {k}")
+            assert g.shape == w.shape and g.tangent.shape == w.tangent.shape, f"case {k}"
+
+
+def test_closed_over_arrays_in_any_operand_position(host):
+    """A captured array first in a call on plain traced arrays still gives the traced call."""
+    rng = np.random.default_rng(12)
+    w, mask = rng.normal(size=SHAPE), rng.normal(size=SHAPE) > 0
+
+    def f(x):
+        return ft.where(mask, w * x, ft.add(w, x)) - ft.maximum(w, x)
+
+    x = rng.normal(size=SHAPE)
+    np.testing.assert_allclose(ft.fuse(f, strict=True)(x), f(x), rtol=1e-12)
+    with pytest.raises(ft.FuseError, match="does not match"):
+        ft.fuse(lambda x: ft.where(mask[:1], x, 0.0), strict=True)(x)
+
+
+def test_a_fused_method_binds_its_instance(host):
+    class Model:
+        scale = 3.0
+
+        @ft.fuse
+        def __call__(self, x):
+            return ft.sin(x) * self.scale
+
+    x = np.linspace(0.0, 1.0, 5)
+    np.testing.assert_allclose(Model()(x), np.sin(x) * 3.0, rtol=1e-12)
+    y, t = ft.jvp(Model(), (x,), (np.ones(5),))
+    np.testing.assert_allclose(t, 3.0 * np.cos(x), rtol=1e-12)
+
+
 def test_one_compiled_kernel_per_program_whatever_the_size(host):
     def f(x):
         return ft.tanh(ft.roll(x, 3)) * x
