@@ -117,6 +117,9 @@ class Trace:
         return self.shape[r]
 
     def broadcast(self, *rs: tuple) -> tuple:
+        first = rs[0]
+        if all(r == first or not r for r in rs):  # the common case: same roles, or scalars
+            return first if first or len(rs) == 1 else max(rs, key=len)
         nd = max(len(r) for r in rs)
         out = []
         for ax in range(-nd, 0):
