@@ -21,6 +21,7 @@ from collections.abc import Callable
 from typing import Any
 
 import array_api_compat
+import numpy as np
 
 from . import _core
 from ._backend import PY_SCALARS, namespace_of
@@ -318,6 +319,11 @@ def _operand(t: Trace, a: Any) -> Sym:
         return a
     if type(a) in PY_SCALARS:
         return Sym(t.const(a), (), t)
+    if isinstance(a, np.generic) and a.ndim == 0:
+        # NumPy scalars are typed: one of another dtype would promote the eager result
+        if a.dtype != t.dtype and a.dtype != np.bool_:
+            raise FuseError(f"a NumPy scalar of dtype {a.dtype} met inputs of dtype {t.dtype}")
+        return Sym(t.const(a.item()), (), t)
     if type(a).__name__ == "DualTensor":
         raise FuseError("a dual reached the traced namespace directly; call ft's functions on duals")
     if array_api_compat.is_array_api_obj(a):

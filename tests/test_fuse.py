@@ -434,3 +434,11 @@ def test_the_compiled_kernel_moves_the_least_memory(dtype, B):
     width = "f32" if dtype == "float32" else "f64"
     assert len(re.findall(rf"ld\.global(\.nc)?\.{width}\s", body)) == 4, _cuda_compile.compiler()
     assert len(re.findall(r"st\.global", body)) == 2
+
+
+def test_numpy_scalars_are_constants_of_their_own_dtype(host):
+    x = np.linspace(1.0, 2.0, 5)
+    np.testing.assert_allclose(ft.fuse(lambda x: np.float64(2.0) * x + np.pi, strict=True)(x), 2 * x + np.pi)
+    # float64 scalar * float32 array is float64 in NumPy 2: a float32 kernel would be wrong
+    with pytest.raises(ft.FuseError, match="NumPy scalar of dtype float64"):
+        ft.fuse(lambda x: np.float64(2.0) * x, strict=True)(x.astype(np.float32))
