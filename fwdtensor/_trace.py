@@ -94,10 +94,8 @@ class Trace:
         shape = tuple(a.shape)
         if math.prod(shape) == 1:
             s = self.leaf(self.xp.reshape(a, (1,)), "scalar", ())
-        elif shape[len(shape) - len(self.shape) :] == self.shape and all(
-            n == 1 for n in shape[: -len(self.shape)]
-        ):
-            flat = self.xp.reshape(self.xp.asarray(a, copy=None), (self.N,))
+        elif math.prod(shape) == self.N and shape[len(shape) - len(self.shape) :] == self.shape:
+            flat = self.xp.reshape(a, (self.N,))  # the same shape, maybe after unit axes
             s = self.leaf(flat, "captured", (None,) * (len(shape) - len(self.shape)) + self.canon)
         else:
             raise FuseError(
@@ -119,8 +117,8 @@ class Trace:
 
     def broadcast(self, *rs: tuple) -> tuple:
         first = rs[0]
-        if all(r == first or not r for r in rs):  # the common case: same roles, or scalars
-            return first if first or len(rs) == 1 else max(rs, key=len)
+        if all(r == first or not r for r in rs):  # the common case: the same roles, or scalars
+            return first
         nd = max(len(r) for r in rs)
         out = []
         for ax in range(-nd, 0):
@@ -239,7 +237,7 @@ _core.TRACED.add(Sym)
 
 def _op(name: str, swap: bool = False) -> Callable:
     def method(self: Sym, other: Any) -> Any:
-        if type(other).__name__ == "DualTensor":
+        if type(other) is _core.DualTensor:
             return NotImplemented  # the dual's reflected operator takes over
         fn = getattr(SYM, name)
         return fn(other, self) if swap else fn(self, other)
@@ -324,7 +322,7 @@ def _operand(t: Trace, a: Any) -> Sym:
         if a.dtype != t.dtype and a.dtype != np.bool_:
             raise FuseError(f"a NumPy scalar of dtype {a.dtype} met inputs of dtype {t.dtype}")
         return Sym(t.const(a.item()), (), t)
-    if type(a).__name__ == "DualTensor":
+    if type(a) is _core.DualTensor:
         raise FuseError("a dual reached the traced namespace directly; call ft's functions on duals")
     if array_api_compat.is_array_api_obj(a):
         return t.capture(a)
