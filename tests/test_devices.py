@@ -421,6 +421,7 @@ SCANNED = sorted(
             "_tangent.py",
             "_namespace.py",
             "_fused.py",
+            "_fuse.py",
             "linalg.py",
             "fft.py",
         )
