@@ -277,7 +277,8 @@ def fuse(f: Callable | None = None, *, strict: bool = False) -> Any:
     traced through ``f``; the program may use the standard's elementwise functions,
     operators, ``where``, ``clip``, ``roll`` and constants, and return one array or a tuple,
     list or dict of them. Each call retraces ``f`` (a few microseconds per operation) and
-    reuses the compiled kernel when the program is unchanged.
+    reuses the compiled kernel when the program is unchanged, so nothing ``f`` closes over
+    goes stale; ``f`` should be pure (a call that falls back runs it a second time).
 
     Fusion pays on GPUs, where each eager operation is a pass over memory. On other
     backends, and for programs that are not elementwise, ``f`` runs as written; a program

@@ -47,18 +47,19 @@ def _tol(dtype: str) -> dict:
 
 
 def _same(got, want, dtype: str, what: str = "") -> None:
+    """Same type, batching and level; primal and tangent equal to a few ulp of the largest
+    finite value (infinities and NaNs must match exactly)."""
     assert type(got) is type(want), what
-    g, w = (got.primal, want.primal) if isinstance(want, ft.DualTensor) else (got, want)
-    scale = max(1.0, float(np.max(np.abs(w))))
-    tol = _tol(dtype)
-    np.testing.assert_allclose(g, w, rtol=tol["rtol"], atol=tol["atol"] * scale, err_msg=f"{what} primal")
+    pairs = [(got, want, "primal")]
     if isinstance(want, ft.DualTensor):
         assert got.batched == want.batched and got.level == want.level, what
-        tg, tw = got.tangent, want.tangent
-        scale = max(1.0, float(np.max(np.abs(tw))))
-        np.testing.assert_allclose(
-            tg, tw, rtol=tol["rtol"], atol=tol["atol"] * scale, err_msg=f"{what} tangent"
-        )
+        pairs = [(got.primal, want.primal, "primal"), (got.tangent, want.tangent, "tangent")]
+    tol = _tol(dtype)
+    for g, w, part in pairs:
+        w = np.asarray(w)
+        finite = np.abs(w[np.isfinite(w)])
+        scale = max(1.0, float(finite.max())) if finite.size else 1.0
+        np.testing.assert_allclose(g, w, rtol=tol["rtol"], atol=tol["atol"] * scale, err_msg=f"{what} {part}")
 
 
 def _duals(xs: list, B: int, rng) -> list:
@@ -188,6 +189,38 @@ def test_where_clip_constants_and_captured_arrays(host):
 
     args = _duals([rng.normal(size=SHAPE), rng.normal(size=SHAPE)], 0, rng)
     _same(ft.fuse(f, strict=True)(*args), f(*args), "float64", "where")
+
+
+PREDICATES = [r.name for r in RULES if r.kind == "nondiff" and r.dtypes in ("float", "real", "any", "bool")]
+
+
+def _predicates(a, b):
+    """Every boolean function of the standard, each choosing between two branches."""
+    out = []
+    for name in PREDICATES:
+        fn = getattr(ft, name)
+        r = next(r for r in RULES if r.name == name)
+        if r.dtypes == "bool":  # logical_*: of comparisons
+            c = fn(a > 0.0) if r.form == "unary" else fn(a > 0.0, b < 0.5)
+        else:
+            c = fn(a) if r.form == "unary" else fn(a, b)
+        out.append(ft.where(c, a * b, a - b))
+    return out
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_boolean_functions_choose_branches(host, dtype):
+    rng = np.random.default_rng(13)
+    a = rng.normal(size=SHAPE).astype(dtype)
+    a[0, :3] = [np.nan, np.inf, -0.0]
+    b = np.where(rng.random(SHAPE) < 0.3, a, rng.normal(size=SHAPE)).astype(dtype)  # some ties
+    args = _duals([a, b], 0, rng)
+    with np.errstate(all="ignore"):
+        want = _predicates(*args)
+    got = ft.fuse(_predicates, strict=True)(*args)
+    assert len(got) == len(PREDICATES) >= 13
+    for name, g, w in zip(PREDICATES, got, want):
+        _same(g, w, dtype, name)
 
 
 def test_outputs_of_every_kind(host):
@@ -379,6 +412,7 @@ def test_cuda_sources_compile(host, dtype):
     def every(*args):
         out = [getattr(ft, r.name)(a) for r, a in zip(UNARY, args)]
         out += [getattr(ft, r.name)(args[0], args[1]) for r in BINARY]
+        out += _predicates(args[0], args[1])
         return out + [ft.where(args[0] > args[1], ft.roll(args[0], 2, axis=1), ft.roll(args[1], -1)) * np.inf]
 
     sources = []
