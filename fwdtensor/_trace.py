@@ -412,8 +412,9 @@ class _Namespace:
     def roll(self, x: Any, /, shift: Any, *, axis: Any = None) -> Sym:
         t = tracing()
         x = _operand(t, x)
-        if isinstance(shift, tuple) or isinstance(axis, tuple) or not isinstance(shift, int):
+        if isinstance(axis, tuple) or not isinstance(shift, (int, np.integer)):
             raise FuseError("roll by a tuple of shifts is not fused; roll one axis at a time")
+        shift = int(shift)
         if axis is None:
             if any(r == "b" for r in x.roles if t.size(r) > 1):
                 raise FuseError("roll without an axis across tangent directions is not fused")
@@ -441,8 +442,8 @@ class _Namespace:
         t = tracing()
         x = _operand(t, x)
         roles = t.template(shape)
-        t.broadcast(roles, x.roles)  # raises unless x fits the target
-        if len(x.roles) > len(roles):
+        fits = len(x.roles) <= len(roles)
+        if not fits or _significant(t, t.broadcast(roles, x.roles)) != _significant(t, roles):
             raise FuseError(f"cannot broadcast shape {x.shape} to {tuple(shape)}")
         return Sym(x.e, roles, t)
 
