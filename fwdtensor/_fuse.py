@@ -84,7 +84,7 @@ register_launcher(_is_cupy, _launch_cupy)
 class _Plan:
     """What a call passes: which arguments are arrays, their backend, shape, dtype and level."""
 
-    __slots__ = ("xp", "shape", "dtype", "device", "level", "B", "batched", "positions")
+    __slots__ = ("xp", "shape", "dtype", "device", "level", "B", "positions")
 
 
 class _Quiet(str):
@@ -111,7 +111,7 @@ def _plan(args: tuple, kwargs: dict, launch: bool = True) -> _Plan | str:
                 return "nested duals (derivatives of derivatives) are not fused"
             levels.add(a.level)
             if a._t is not None:
-                Bs.add((a._t.shape[0], a._B > 0))
+                Bs.add(a._t.shape[0])
             p, axp = a.primal, a._bxp
         else:
             p, axp = a, namespace_of(a)
@@ -137,7 +137,7 @@ def _plan(args: tuple, kwargs: dict, launch: bool = True) -> _Plan | str:
     plan.xp, plan.shape, plan.dtype = xp, shape, dtype
     plan.device = array_api_compat.device(_core.innermost(args[positions[0]]))
     plan.level = levels.pop() if levels else None
-    plan.B, plan.batched = Bs.pop() if Bs else (1, False)
+    plan.B = Bs.pop() if Bs else 1
     return plan
 
 
