@@ -99,7 +99,9 @@ BOOL_IN = frozenset("logical_not logical_and logical_or logical_xor to_float".sp
 _HELPERS = r"""
 template <typename U> FWD_FN U fwd_maximum(U a, U b) { return (a > b || a != a) ? a : b; }
 template <typename U> FWD_FN U fwd_minimum(U a, U b) { return (a < b || a != a) ? a : b; }
-template <typename U> FWD_FN U fwd_sign(U a) { return a > (U)0 ? (U)1 : (a < (U)0 ? (U)-1 : a); }
+template <typename U> FWD_FN U fwd_sign(U a) {  // +0 for both zeros, NaN for NaN
+  return a > (U)0 ? (U)1 : (a < (U)0 ? (U)-1 : (a == (U)0 ? (U)0 : a));
+}
 template <typename U> FWD_FN U fwd_remainder(U a, U b) {
   U r = fmod(a, b);
   if (r != (U)0) { if ((b < (U)0) != (r < (U)0)) r += b; } else { r = copysign((U)0, b); }

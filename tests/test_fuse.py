@@ -549,3 +549,36 @@ def test_random_programs_match_the_eager_path(host):
         _same(ft.fuse(f, strict=True)(*args), f(*args), dtype, repr(tree))
 
     check()
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_special_values_follow_numpy(host, dtype):
+    """The C++ helpers (remainder, floor_divide, logaddexp, maximum, minimum, sign, round)
+    against NumPy on zeros of both signs, infinities, NaN, tiny and half-integer values."""
+    specials = [0.0, -0.0, 1.0, -1.0, 2.5, -2.5, 0.5, -1.5, 3.0, 1e-30, np.inf, -np.inf, np.nan]
+    a, b = (np.array(v, dtype=dtype) for v in np.meshgrid(specials, specials))
+    names = [
+        "remainder",
+        "floor_divide",
+        "logaddexp",
+        "maximum",
+        "minimum",
+        "copysign",
+        "atan2",
+        "hypot",
+        "pow",
+    ]
+
+    def f(a, b):
+        out = [getattr(ft, n)(a, b) for n in names]
+        return out + [ft.sign(a), ft.round(a), ft.abs(a), ft.trunc(a), ft.nextafter(a, b)]
+
+    with np.errstate(all="ignore"):
+        want = f(a, b)
+        got = ft.fuse(f, strict=True)(a, b)
+    for name, g, w in zip([*names, "sign", "round", "abs", "trunc", "nextafter"], got, want):
+        np.testing.assert_allclose(g, w, rtol=_tol(dtype)["rtol"], atol=0, err_msg=name)
+        zeros = w == 0
+        np.testing.assert_array_equal(
+            np.signbit(g[zeros]), np.signbit(w[zeros]), err_msg=f"{name}: sign of zero"
+        )
