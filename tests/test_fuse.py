@@ -582,3 +582,21 @@ def test_special_values_follow_numpy(host, dtype):
         np.testing.assert_array_equal(
             np.signbit(g[zeros]), np.signbit(w[zeros]), err_msg=f"{name}: sign of zero"
         )
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_unary_functions_at_special_values_follow_numpy(host, dtype):
+    x = np.array([0.0, -0.0, 1.0, -1.0, 0.5, -2.5, 1e-30, 40.0, -40.0, np.inf, -np.inf, np.nan], dtype=dtype)
+    names = [r.name for r in UNARY]
+
+    def f(x):
+        return [getattr(ft, n)(x) for n in names]
+
+    with np.errstate(all="ignore"):
+        want, got = f(x), ft.fuse(f, strict=True)(x)
+    for name, g, w in zip(names, got, want):
+        np.testing.assert_allclose(g, w, rtol=_tol(dtype)["rtol"], atol=0, err_msg=name)
+        zeros = w == 0
+        np.testing.assert_array_equal(
+            np.signbit(g[zeros]), np.signbit(w[zeros]), err_msg=f"{name}: sign of zero"
+        )
