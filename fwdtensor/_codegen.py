@@ -156,8 +156,7 @@ class Kernel:
     args: list[str]  # C++ parameter declarations, arrays first, then the integer parameters
     params: list[int]  # values of the integer parameters after N and total
     dtype: str  # "float32" | "float64"
-    n_inputs: int
-    n_outputs: int
+    batched: bool  # True: the loop runs over every direction (n * B), else over elements (n)
     meta: dict = field(default_factory=dict)
 
     def source(self, target: str = "cuda") -> str:
@@ -300,4 +299,4 @@ def emit(
     args += [f"T* __restrict__ out{k}" for k in range(len(outputs))]
     args += ["const long long N", "const long long total", *w.args]
     digest = hashlib.sha1((dtype + "|".join(args) + body).encode()).hexdigest()[:16]
-    return Kernel(f"fwdtensor_fused_{digest}", body, args, w.params, dtype, len(inputs), len(outputs))
+    return Kernel(f"fwdtensor_fused_{digest}", body, args, w.params, dtype, batched)

@@ -214,7 +214,9 @@ class Fused:
             exprs.append((p, "primal"))
             if t is not None:
                 exprs.append((t, "tangent"))
-        kernel = _codegen.emit(tr.kinds, exprs, S, plan.B > 1, str(plan.dtype))
+        # several directions only matter where a tangent is written
+        batched = plan.B > 1 and any(kind == "tangent" for _, kind in exprs)
+        kernel = _codegen.emit(tr.kinds, exprs, S, batched, str(plan.dtype))
         kernel.meta["N"] = tr.N
         return kernel, (tr.inputs, outputs, treedef)
 
@@ -257,7 +259,7 @@ class Fused:
                 ty = xp.empty((B * N,), dtype=plan.dtype, device=plan.device)
                 arrays.append(ty)
             results.append((y, ty, B_out))
-        _launcher(xp)(kernel, inputs, arrays, B * N if B > 1 else N)
+        _launcher(xp)(kernel, inputs, arrays, B * N if kernel.batched else N)
         leaves = []
         for y, ty, B_out in results:
             y = xp.reshape(y, S)
