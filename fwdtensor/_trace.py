@@ -62,7 +62,7 @@ class Trace:
 
     # ----------------------------------------------------------- expressions
     def expr(self, op: str, args: tuple, params: tuple = (), dtype: str = "T") -> Expr:
-        key = (op, tuple(id(a) for a in args), tuple(repr(p) for p in params), dtype)
+        key = (op, dtype, tuple(map(repr, params)) if params else (), *map(id, args))
         e = self._interned.get(key)
         if e is None:
             e = self._interned[key] = Expr(op, args, params, dtype)
@@ -339,15 +339,16 @@ def _elementwise(name: str, arity: int) -> Callable:
         if len(args) != arity:
             raise TypeError(f"{name}() takes {arity} positional arguments, got {len(args)}")
         t = tracing()
-        ops = [_operand(t, a) for a in args]
+        ops = [a if type(a) is Sym and a.tr is t else _operand(t, a) for a in args]
+        kinds = {o.e.dtype for o in ops}
         if bool_in:
-            if any(o.e.dtype != "bool" for o in ops):
+            if kinds != {"bool"}:
                 raise FuseError(f"{name} of a floating operand is not fused")
-        elif not (comparison and all(o.e.dtype == "bool" for o in ops)):
+        elif "bool" in kinds and not (comparison and kinds == {"bool"}):
             # booleans in arithmetic count as 0 and 1, as NumPy and CuPy promote them
             ops = [SYM.astype(o, t.dtype) if o.e.dtype == "bool" else o for o in ops]
-        roles = t.broadcast(*(o.roles for o in ops))
-        return Sym(t.expr(name, tuple(o.e for o in ops), (), out_dtype), roles, t)
+        roles = ops[0].roles if arity == 1 else t.broadcast(*[o.roles for o in ops])
+        return Sym(t.expr(name, tuple([o.e for o in ops]), (), out_dtype), roles, t)
 
     fn.__name__ = name
     fn.template = template  # type: ignore[attr-defined]
