@@ -225,6 +225,8 @@ class _Writer:
         slot, kind = e.params
         if kind == "scalar":
             return f"in{slot}[0]"
+        if kind == "scalar_tangent":  # one value per direction
+            return f"in{slot}[b]" if self.batched else f"in{slot}[0]"
         if kind == "tangent" and self.batched:
             return f"in{slot}[base + {c}]"
         return f"in{slot}[{c}]"
@@ -274,11 +276,13 @@ def emit(
     (``batched``) the loop runs over all of them and primal stores happen in the first.
     """
     w = _Writer(shape, batched)
-    head = (
-        ["const long long p = i % N;", "const long long base = i - p;"]
-        if batched
-        else ["const long long p = i;"]
-    )
+    head = ["const long long p = i;"]
+    if batched:  # direction b, element p
+        head = [
+            "const long long b = i / N;",
+            "const long long p = i - b * N;",
+            "const long long base = i - p;",
+        ]
     stores, late = [], []
     for k, (e, kind) in enumerate(outputs):
         if kind == "tangent" or not batched:

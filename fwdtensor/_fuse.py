@@ -123,13 +123,17 @@ def _plan(args: tuple, kwargs: dict, launch: bool = True) -> _Plan | str:
         return "duals of different levels"
     if len(Bs) > 1:
         return "tangents with different numbers of directions"
+    shapes.discard(())  # 0-d arrays (scalar parameters) broadcast against the rest
     if len(shapes) > 1:
-        return f"arrays of different shapes {sorted(shapes)}; fused programs take arrays of one shape"
+        return (
+            f"arrays of different shapes {sorted(shapes)}; fused programs take arrays of one "
+            "shape, and 0-d arrays"
+        )
     (dtype,) = dtypes if len(dtypes) == 1 else (None,)
     if dtype is None or not (dtype == xp.float32 or dtype == xp.float64):
         got = sorted(map(str, dtypes))
         return f"dtypes {got}: fused programs take float32 or float64 arrays of one dtype"
-    (shape,) = shapes
+    shape = shapes.pop() if shapes else ()
     if math.prod(shape) == 0:
         return _Quiet("empty arrays")
     plan = _Plan()
@@ -196,14 +200,19 @@ class Fused:
             traced = list(args)
             for i in plan.positions:
                 a = args[i]
+                p = a.primal if type(a) is DualTensor else a
+                # a 0-d argument is one value (per direction) whatever the shape of the others
+                n, roles, kinds = (
+                    (1, (), ("scalar", "scalar_tangent"))
+                    if p.ndim == 0
+                    else (tr.N, tr.canon, ("primal", "tangent"))
+                )
+                ps = tr.leaf(xp.reshape(p, (n,)), kinds[0], roles)
                 if type(a) is DualTensor:
-                    p = tr.leaf(xp.reshape(a.primal, (tr.N,)), "primal", tr.canon)
-                    t = None
-                    if a._t is not None:
-                        t = tr.leaf(xp.reshape(a._t, (plan.B * tr.N,)), "tangent", ("b", *tr.canon))
-                    traced[i] = _core._make(p, t, a.level, a._B, _trace.SYM)
-                else:
-                    traced[i] = tr.leaf(xp.reshape(a, (tr.N,)), "primal", tr.canon)
+                    t = a._t
+                    ts = None if t is None else tr.leaf(xp.reshape(t, (plan.B * n,)), kinds[1], ("b", *roles))
+                    ps = _core._make(ps, ts, a.level, a._B, _trace.SYM)
+                traced[i] = ps
             out = self.f(*traced, **kwargs)
             leaves, treedef = _tree.flatten(out)
             outputs = [self._output(tr, plan, leaf) for leaf in leaves]
@@ -275,8 +284,8 @@ def fuse(f: Callable | None = None, *, strict: bool = False) -> Any:
     """Run an elementwise program, and its tangents, as one kernel per call on CuPy arrays.
 
     ``fuse(f)`` (or ``@fuse``) returns a function with ``f``'s signature. Its array
-    arguments (plain arrays or duals of one level, all of one shape and float dtype) are
-    traced through ``f``; the program may use the standard's elementwise functions,
+    arguments (plain arrays or duals of one level, of one float dtype and one shape, beside
+    which 0-d arrays may stand) are traced through ``f``; the program may use the standard's elementwise functions,
     operators, ``where``, ``clip``, ``roll`` and constants, and return one array or a tuple,
     list or dict of them. Each call retraces ``f`` (a few microseconds per operation) and
     reuses the compiled kernel when the program is unchanged, so nothing ``f`` closes over

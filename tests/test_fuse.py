@@ -600,3 +600,26 @@ def test_unary_functions_at_special_values_follow_numpy(host, dtype):
         np.testing.assert_array_equal(
             np.signbit(g[zeros]), np.signbit(w[zeros]), err_msg=f"{name}: sign of zero"
         )
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_zero_dimensional_parameters_beside_arrays(host, dtype):
+    """A model over a grid with scalar parameters: derivatives in the parameters, the state,
+    or both at once, as ft.jvp / ft.jacfwd give them."""
+    rng = np.random.default_rng(14)
+    u = rng.uniform(0.1, 0.9, (5, 6)).astype(dtype)
+    r, k = np.asarray(1.3, dtype=dtype), np.asarray(0.7, dtype=dtype)
+
+    def f(u, r, k):
+        return u + r * u * (1.0 - u / k) + 0.1 * (ft.roll(u, 1, axis=1) - u)
+
+    g = ft.fuse(f, strict=True)
+    zero = np.zeros_like(u)
+    for tangents in [(zero, np.asarray(1.0, dtype), np.asarray(0.0, dtype)), (u, np.asarray(0.5, dtype), r)]:
+        got, want = ft.jvp(g, (u, r, k), tangents), ft.jvp(f, (u, r, k), tangents)
+        for a, b in zip(got, want):
+            np.testing.assert_allclose(a, b, **_tol(dtype))
+    for argnums in (1, (0, 1, 2)):
+        got, want = ft.jacfwd(g, argnums=argnums)(u, r, k), ft.jacfwd(f, argnums=argnums)(u, r, k)
+        for a, b in zip(*(x if isinstance(x, tuple) else (x,) for x in (got, want))):
+            np.testing.assert_allclose(a, b, **_tol(dtype))
