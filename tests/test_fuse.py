@@ -500,7 +500,7 @@ _BINARY = {
 def _programs():
     from hypothesis import strategies as st
 
-    leaves = st.sampled_from(["x", "y", "w", "c"])
+    leaves = st.sampled_from(["x", "y", "w", "c", "a"])
     return st.recursive(
         leaves,
         lambda kids: st.one_of(
@@ -513,20 +513,22 @@ def _programs():
     )
 
 
-def _evaluate(tree, x, y):
+def _evaluate(tree, x, y, a):
     if isinstance(tree, str):
-        return {"x": x, "y": y, "w": _W}[tree] if tree != "c" else ft.full_like(x, 0.75)
+        return {"x": x, "y": y, "w": _W, "a": a}[tree] if tree != "c" else ft.full_like(x, 0.75)
     op, *kids = tree
     if op == "roll":
-        return ft.roll(_evaluate(kids[0], x, y), kids[1], axis=kids[2])
+        z = _evaluate(kids[0], x, y, a)
+        return z if z.ndim == 0 else ft.roll(z, kids[1], axis=kids[2])  # a subtree of only ``a`` is 0-d
     if op == "where":  # compare inputs only: an intermediate within an ulp could branch apart
-        return ft.where(x > y, _evaluate(kids[0], x, y), _evaluate(kids[1], x, y))
-    args = [_evaluate(k, x, y) for k in kids]
+        return ft.where(x > y, _evaluate(kids[0], x, y, a), _evaluate(kids[1], x, y, a))
+    args = [_evaluate(k, x, y, a) for k in kids]
     return (_UNARY if len(args) == 1 else _BINARY)[op](*args)
 
 
 def test_random_programs_match_the_eager_path(host):
-    """Random trees of functions, rolls, where, constants and closed-over arrays."""
+    """Random trees of functions, rolls, where, constants, closed-over arrays and a 0-d
+    parameter, in one direction and two."""
     from hypothesis import given, settings
     from hypothesis import strategies as st
 
@@ -535,17 +537,18 @@ def test_random_programs_match_the_eager_path(host):
     def check(tree, B, dtype, seed):
         rng = np.random.default_rng(seed)
         x, y = (rng.uniform(-1.5, 1.5, (3, 4)).astype(dtype) for _ in range(2))
+        a0 = np.asarray(rng.uniform(-1.0, 1.0), dtype=dtype)  # a 0-d parameter
         w = _W.astype(dtype)
 
-        def f(x, y):  # the tree plus x, so that every program has a dual output
+        def f(x, y, a):  # the tree plus x, so that every program has a dual output
             global _W
             saved, _W = _W, w
             try:
-                return _evaluate(tree, x, y) + x
+                return _evaluate(tree, x, y, a) + x
             finally:
                 _W = saved
 
-        args = _duals([x, y], B, rng)
+        args = _duals([x, y, a0], B, rng)
         _same(ft.fuse(f, strict=True)(*args), f(*args), dtype, repr(tree))
 
     check()
