@@ -111,6 +111,8 @@ def _plan(args: tuple, kwargs: dict, launch: bool = True) -> _Plan | str:
                 return "nested duals (derivatives of derivatives) are not fused"
             levels.add(a.level)
             if a._t is not None:
+                if namespace_of(a._t) is not xp:  # sparsity detection traces tangents itself
+                    return _Quiet("tangents that are not arrays of the primal's library")
                 Bs.add(a._t.shape[0])
             p, axp = a.primal, a._bxp
         else:
@@ -285,11 +287,12 @@ def fuse(f: Callable | None = None, *, strict: bool = False) -> Any:
 
     ``fuse(f)`` (or ``@fuse``) returns a function with ``f``'s signature. Its array
     arguments (plain arrays or duals of one level, of one float dtype and one shape, beside
-    which 0-d arrays may stand) are traced through ``f``; the program may use the standard's elementwise functions,
-    operators, ``where``, ``clip``, ``roll`` and constants, and return one array or a tuple,
-    list or dict of them. Each call retraces ``f`` (a few microseconds per operation) and
-    reuses the compiled kernel when the program is unchanged, so nothing ``f`` closes over
-    goes stale; ``f`` should be pure (a call that falls back runs it a second time).
+    which 0-d arrays may stand) are traced through ``f``; the program may use the
+    standard's elementwise functions, operators, ``where``, ``clip``, ``roll`` and
+    constants, and return one array or a tuple, list or dict of them. Each call retraces
+    ``f`` (a few microseconds per operation) and reuses the compiled kernel when the program
+    is unchanged, so nothing ``f`` closes over goes stale; ``f`` should be pure (a call that
+    falls back runs it a second time).
 
     Fusion pays on GPUs, where each eager operation is a pass over memory. On other
     backends, and for programs that are not elementwise, ``f`` runs as written; a program

@@ -626,3 +626,17 @@ def test_zero_dimensional_parameters_beside_arrays(host, dtype):
         got, want = ft.jacfwd(g, argnums=argnums)(u, r, k), ft.jacfwd(f, argnums=argnums)(u, r, k)
         for a, b in zip(*(x if isinstance(x, tuple) else (x,) for x in (got, want))):
             np.testing.assert_allclose(a, b, **_tol(dtype))
+
+
+def test_sparsity_detection_and_sparse_jacobians_go_through_fused_functions(host):
+    """Sparsity detection traces tangents itself: a fused function runs eagerly for it,
+    quietly, and the coloured Jacobian then runs fused."""
+    f = ft.fuse(lambda x: ft.sin(x) * ft.roll(x, 1), strict=False)
+    x = np.linspace(0.0, 1.0, 7)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        P = ft.sparsity_pattern(f, x)
+        J = ft.sparse_jacfwd(f, P)(x)
+    want = np.diag(np.cos(x) * np.roll(x, 1)) + np.roll(np.diag(np.sin(x)), -1, axis=1)
+    assert P.toarray().sum() == 14
+    np.testing.assert_allclose(J.toarray(), want, rtol=1e-12, atol=1e-15)
