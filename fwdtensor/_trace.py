@@ -468,6 +468,16 @@ class _Namespace:
         a = axis % nd
         return Sym(x.e, (*x.roles[:a], None, *x.roles[a:]), x.tr)
 
+    def stack(self, arrays: Any, /, *, axis: int = 0) -> Sym:
+        """One array only (a one-direction ``custom_jvp`` rule's tangent gets its batch axis)."""
+        arrays = list(arrays)
+        if len(arrays) != 1:
+            raise FuseError(
+                "stack of several arrays is not fused (over several directions, give a "
+                "custom_jvp rule batched=True)"
+            )
+        return self.expand_dims(arrays[0], axis=axis)
+
     # ---- constants
     def asarray(self, obj: Any, /, *, dtype: Any = None, device: Any = None, copy: Any = None) -> Sym:
         t = tracing()

@@ -640,3 +640,34 @@ def test_sparsity_detection_and_sparse_jacobians_go_through_fused_functions(host
     want = np.diag(np.cos(x) * np.roll(x, 1)) + np.roll(np.diag(np.sin(x)), -1, axis=1)
     assert P.toarray().sum() == 14
     np.testing.assert_allclose(J.toarray(), want, rtol=1e-12, atol=1e-15)
+
+
+def test_custom_jvp_rules_inside_fused_programs(host):
+    @ft.custom_jvp
+    def softplus(x):
+        return ft.log1p(ft.exp(x))
+
+    @softplus.defjvp
+    def _(primals, tangents):
+        (x,), (t,) = primals, tangents
+        return softplus(x), t / (1.0 + ft.exp(-x))
+
+    @ft.custom_jvp
+    def softplus_b(x):
+        return ft.log1p(ft.exp(x))
+
+    def batched_rule(primals, tangents):  # tangents carry the directions first
+        (x,), (t,) = primals, tangents
+        return softplus_b(x), t / (1.0 + ft.exp(-x))
+
+    softplus_b.defjvp(batched_rule, batched=True)
+
+    x = np.linspace(-1.0, 1.0, 5)
+    one = ft.DualTensor(x, np.ones(5))
+    three = ft.DualTensor(x, np.ones((3, 5)), batched=True)
+    for f, d in [(lambda x: softplus(x) * x, one), (lambda x: softplus_b(x) * x, three)]:
+        _same(ft.fuse(f, strict=True)(d), f(d), "float64")
+    # a one-direction rule over three directions is called per direction: runs eagerly
+    g = lambda x: softplus(x) * x  # noqa: E731
+    with pytest.warns(ft.FuseWarning, match="picks elements"):
+        _same(ft.fuse(g)(three), g(three), "float64")
