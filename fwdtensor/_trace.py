@@ -294,6 +294,11 @@ def _getitem(x: Sym, key: Any) -> Sym:
             pos += 1
         elif type(k) is int and k in (0, -1) and x.tr.size(roles[pos]) == 1:
             pos += 1
+        elif roles[pos] == "b":
+            raise FuseError(
+                "picking one tangent direction is not fused (a custom_jvp rule over several "
+                "directions: define it with batched=True)"
+            )
         else:
             raise FuseError(f"indexing with {k!r} picks elements; fused programs are elementwise (use roll)")
     return Sym(x.e, tuple(out), x.tr)
