@@ -450,6 +450,33 @@ def test_fused_kernels_on_cupy_match_numpy(dtype, B):
     np.testing.assert_allclose(cp.asnumpy(got.tangent), want.tangent, **_tol(dtype))
 
 
+@pytest.mark.skipif(_cupy_reason() is not None, reason=str(_cupy_reason()))
+@pytest.mark.parametrize("B", [0, 3])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_every_function_fused_on_cupy_matches_numpy(dtype, B):
+    """All elementwise rules and boolean functions in one CuPy kernel, against eager NumPy."""
+    import cupy as cp
+
+    rng = np.random.default_rng(15)
+    xs = [sample(r.domain, SHAPE, dtype, rng) for r in UNARY]
+    pairs = [(sample(r.domain, SHAPE, dtype, rng, 0), sample(r.domain, SHAPE, dtype, rng, 1)) for r in BINARY]
+    n = len(UNARY)
+
+    def f(*args):
+        out = [getattr(ft, r.name)(a) for r, a in zip(UNARY, args[:n])]
+        out += [getattr(ft, r.name)(args[n + 2 * k], args[n + 2 * k + 1]) for k, r in enumerate(BINARY)]
+        return out + _predicates(args[0], args[1])
+
+    host = _duals([*xs, *(v for p in pairs for v in p)], B, rng)
+    dev = [ft.DualTensor(cp.asarray(d.primal), cp.asarray(d.tangent), batched=d.batched) for d in host]
+    with np.errstate(all="ignore"):
+        want = f(*host)
+    got = ft.fuse(f, strict=True)(*dev)
+    for k, (g, w) in enumerate(zip(got, want)):
+        g = ft.DualTensor(cp.asnumpy(g.primal), cp.asnumpy(g.tangent), batched=g.batched)
+        _same(g, w, dtype, f"output {k}")
+
+
 @pytest.mark.skipif(_cuda_compile.REASON is not None, reason=str(_cuda_compile.REASON))
 @pytest.mark.parametrize("B", [0, 4], ids=["one-direction", "batched4"])
 @pytest.mark.parametrize("dtype", DTYPES)
