@@ -184,7 +184,8 @@ class _Writer:
         self.batched = batched
         self.lines: list[str] = []
         self.names: dict[tuple, str] = {}
-        self.rolls: dict[tuple, int] = {}  # (axis, shift) -> number of its parameter triple
+        self.rolls: dict[tuple, int] = {}  # (axis, shift) or ("bcast", shape) -> its number
+        self.bcasts: dict[int, list] = {}  # number -> parameter names of a broadcast index
         self.params: list[int] = []
         self.args: list[str] = []
 
@@ -222,14 +223,46 @@ class _Writer:
         return self.names[(id(root), ctx)]
 
     def _load(self, e: Any, c: str) -> str:
-        slot, kind = e.params
+        slot, kind, shape = e.params
         if kind == "scalar":
             return f"in{slot}[0]"
         if kind == "scalar_tangent":  # one value per direction
             return f"in{slot}[b]" if self.batched else f"in{slot}[0]"
+        if kind.startswith("bcast"):
+            r, size = self._broadcast_index(shape, c)
+            if kind == "bcast_tangent" and self.batched:
+                return f"in{slot}[b * {size} + {r}]"
+            return f"in{slot}[{r}]"
         if kind == "tangent" and self.batched:
             return f"in{slot}[base + {c}]"
         return f"in{slot}[{c}]"
+
+    def _broadcast_index(self, shape: tuple, c: str) -> tuple[str, str]:
+        """Emit the flat index, into an array of ``shape`` broadcast to the traced shape, of
+        element ``c``; return it and the name of the array's size (both kernel arguments)."""
+        key = ("bcast", shape)
+        if key not in self.rolls:
+            k = self.rolls[key] = len(self.rolls)
+            S, lead = self.shape, len(self.shape) - len(shape)
+            axes = [lead + j for j, n in enumerate(shape) if n > 1]
+            terms = []
+            for j in axes:  # (c / stride_S) % n_S * stride_L for each axis the array spans
+                stride_L = math.prod(shape[j - lead + 1 :])
+                self.params += [S[j], math.prod(S[j + 1 :]), stride_L]
+                names = (f"bn{k}_{j}", f"bs{k}_{j}", f"bl{k}_{j}")
+                self.args += [f"const long long {v}" for v in names]
+                terms.append(names)
+            self.params.append(math.prod(shape))
+            self.args.append(f"const long long bsize{k}")
+            self.bcasts[k] = terms
+        k = self.rolls[key]
+        idx = (key, c)
+        if idx not in self.names:
+            r = f"r{len(self.names)}"
+            sum_ = " + ".join(f"(({c} / {st}) % {n}) * {sl}" for n, st, sl in self.bcasts[k])
+            self.lines.append(f"const long long {r} = {sum_};")
+            self.names[idx] = r
+        return self.names[idx], f"bsize{k}"
 
     def _roll_index(self, e: Any, c: str) -> str:
         """Emit the index that ``roll`` reads from at ``c``; its parameters become kernel arguments.

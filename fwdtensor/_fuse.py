@@ -20,6 +20,7 @@ from collections.abc import Callable
 from typing import Any
 
 import array_api_compat
+import numpy as np
 
 from . import _codegen, _core, _trace, _tree
 from ._backend import is_array, namespace_of
@@ -125,17 +126,14 @@ def _plan(args: tuple, kwargs: dict, launch: bool = True) -> _Plan | str:
         return "duals of different levels"
     if len(Bs) > 1:
         return "tangents with different numbers of directions"
-    shapes.discard(())  # 0-d arrays (scalar parameters) broadcast against the rest
-    if len(shapes) > 1:
-        return (
-            f"arrays of different shapes {sorted(shapes)}; fused programs take arrays of one "
-            "shape, and 0-d arrays"
-        )
+    try:
+        shape = tuple(np.broadcast_shapes(*shapes))
+    except ValueError:
+        return f"arrays of shapes {sorted(shapes)} do not broadcast together"
     (dtype,) = dtypes if len(dtypes) == 1 else (None,)
     if dtype is None or not (dtype == xp.float32 or dtype == xp.float64):
         got = sorted(map(str, dtypes))
         return f"dtypes {got}: fused programs take float32 or float64 arrays of one dtype"
-    shape = shapes.pop() if shapes else ()
     if math.prod(shape) == 0:
         return _Quiet("empty arrays")
     plan = _Plan()
@@ -202,18 +200,11 @@ class Fused:
             traced = list(args)
             for i in plan.positions:
                 a = args[i]
-                p = a.primal if type(a) is DualTensor else a
-                # a 0-d argument is one value (per direction) whatever the shape of the others
-                n, roles, kinds = (
-                    (1, (), ("scalar", "scalar_tangent"))
-                    if p.ndim == 0
-                    else (tr.N, tr.canon, ("primal", "tangent"))
-                )
-                ps = tr.leaf(xp.reshape(p, (n,)), kinds[0], roles)
                 if type(a) is DualTensor:
-                    t = a._t
-                    ts = None if t is None else tr.leaf(xp.reshape(t, (plan.B * n,)), kinds[1], ("b", *roles))
+                    ps, ts = tr.array(a.primal, a._t)
                     ps = _core._make(ps, ts, a.level, a._B, _trace.SYM)
+                else:
+                    ps, _ = tr.array(a)
                 traced[i] = ps
             out = self.f(*traced, **kwargs)
             leaves, treedef = _tree.flatten(out)
@@ -286,8 +277,8 @@ def fuse(f: Callable | None = None, *, strict: bool = False) -> Any:
     """Run an elementwise program, and its tangents, as one kernel per call on CuPy arrays.
 
     ``fuse(f)`` (or ``@fuse``) returns a function with ``f``'s signature. Its array
-    arguments (plain arrays or duals of one level, of one float dtype and one shape, beside
-    which 0-d arrays may stand) are traced through ``f``; the program may use the
+    arguments (plain arrays or duals of one level and one float dtype, whose shapes
+    broadcast together) are traced through ``f``; the program may use the
     standard's elementwise functions, operators, ``where``, ``clip``, ``roll`` and
     constants, and return one array or a tuple, list or dict of them. Each call retraces
     ``f`` (a few microseconds per operation) and reuses the compiled kernel when the program

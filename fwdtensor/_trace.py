@@ -73,15 +73,38 @@ class Trace:
             raise FuseError("complex constants are not fused")
         return self.expr("const", (), (v,), "bool" if isinstance(v, bool) else "T")
 
-    def leaf(self, array: Any, kind: str, roles: tuple) -> Sym:
+    def leaf(self, array: Any, kind: str, roles: tuple, shape: tuple | None = None) -> Sym:
+        """A kernel input (flattened ``array``): ``kind`` says how the kernel indexes it."""
         ctype = "bool" if array.dtype == self.xp.bool else "T"
         slot = len(self.inputs)
         self.inputs.append(array)
         self.kinds.append((ctype, kind))
-        return Sym(self.expr("in", (), (slot, kind), ctype), roles, self)
+        return Sym(self.expr("in", (), (slot, kind, shape or self.shape), ctype), roles, self)
+
+    def array(self, a: Any, tangent: Any = None) -> tuple[Sym, Sym | None]:
+        """Leaves for an argument's primal ``a`` (and its tangent, B directions first), whose
+        shape broadcasts to the traced shape: the whole shape, one value, or a broadcast."""
+        L, S, xp = tuple(a.shape), self.shape, self.xp
+        while len(L) > len(S) and L[0] == 1:  # leading unit axes: a view of the same values
+            L = L[1:]
+        lead = len(S) - len(L)
+        if lead < 0 or any(n not in (1, S[lead + k]) for k, n in enumerate(L)):
+            raise FuseError(f"an array of shape {tuple(a.shape)} does not broadcast to the inputs' shape {S}")
+        n = math.prod(L)
+        if L == S:
+            kinds, roles = ("primal", "tangent"), self.canon
+        elif n == 1:
+            kinds, roles = ("scalar", "scalar_tangent"), (None,) * len(L)
+        else:
+            kinds = ("bcast", "bcast_tangent")
+            roles = tuple(lead + k if m > 1 else None for k, m in enumerate(L))
+        p = self.leaf(xp.reshape(a, (n,)), kinds[0], roles, L)
+        if tangent is None:
+            return p, None
+        return p, self.leaf(xp.reshape(tangent, (self.B * n,)), kinds[1], ("b", *roles), L)
 
     def capture(self, a: Any) -> Sym:
-        """A backend array the program closes over: a kernel input of the primal shape, or one value."""
+        """A backend array the program closes over: one more kernel input."""
         hit = self._captured.get(id(a))
         if hit is not None:
             return hit
@@ -91,17 +114,9 @@ class Trace:
             )
         if a.dtype != self.dtype and a.dtype != self.xp.bool:
             raise FuseError(f"a constant array of dtype {a.dtype} met inputs of dtype {self.dtype}")
-        shape = tuple(a.shape)
-        if math.prod(shape) == 1:
-            s = self.leaf(self.xp.reshape(a, (1,)), "scalar", ())
-        elif math.prod(shape) == self.N and shape[len(shape) - len(self.shape) :] == self.shape:
-            flat = self.xp.reshape(a, (self.N,))  # the same shape, maybe after unit axes
-            s = self.leaf(flat, "captured", (None,) * (len(shape) - len(self.shape)) + self.canon)
-        else:
-            raise FuseError(
-                f"a constant array of shape {shape} does not match the inputs' shape {self.shape}; "
-                "fused programs are elementwise over arrays of one shape"
-            )
+        s, _ = self.array(a)
+        if a.ndim > s.ndim:  # keep the unit axes it had, so shapes stay what eager gives
+            s = Sym(s.e, (None,) * (a.ndim - s.ndim) + s.roles, self)
         self._captured[id(a)] = s
         return s
 

@@ -291,8 +291,12 @@ def test_closed_over_arrays_in_any_operand_position(host):
 
     x = rng.normal(size=SHAPE)
     np.testing.assert_allclose(ft.fuse(f, strict=True)(x), f(x), rtol=1e-12)
-    with pytest.raises(ft.FuseError, match="does not match"):
-        ft.fuse(lambda x: ft.where(mask[:1], x, 0.0), strict=True)(x)
+    row = mask[:1]  # (1, 5): broadcast over the rows
+    np.testing.assert_array_equal(
+        ft.fuse(lambda x: ft.where(row, x, 0.0), strict=True)(x), np.where(row, x, 0.0)
+    )
+    with pytest.raises(ft.FuseError, match="does not broadcast"):
+        ft.fuse(lambda x: ft.where(mask[:, :2], x, 0.0), strict=True)(x)
 
 
 def test_a_fused_method_binds_its_instance(host):
@@ -381,7 +385,7 @@ def test_branching_on_traced_values_is_refused(host):
 
 def test_calls_that_cannot_be_fused_name_the_reason(host):
     f = ft.fuse(lambda a, b: a * b, strict=True)
-    with pytest.raises(ft.FuseError, match="different shapes"):
+    with pytest.raises(ft.FuseError, match="do not broadcast"):
         f(np.ones(3), np.ones(4))
     with pytest.raises(ft.FuseError, match="dtype"):
         f(np.ones(3), np.ones(3, dtype=np.float32))
@@ -527,7 +531,7 @@ _BINARY = {
 def _programs():
     from hypothesis import strategies as st
 
-    leaves = st.sampled_from(["x", "y", "w", "c", "a"])
+    leaves = st.sampled_from(["x", "y", "w", "c", "a", "v"])
     return st.recursive(
         leaves,
         lambda kids: st.one_of(
@@ -540,22 +544,25 @@ def _programs():
     )
 
 
-def _evaluate(tree, x, y, a):
+def _evaluate(tree, x, y, a, v):
     if isinstance(tree, str):
-        return {"x": x, "y": y, "w": _W, "a": a}[tree] if tree != "c" else ft.full_like(x, 0.75)
+        return {"x": x, "y": y, "w": _W, "a": a, "v": v}[tree] if tree != "c" else ft.full_like(x, 0.75)
     op, *kids = tree
     if op == "roll":
-        z = _evaluate(kids[0], x, y, a)
-        return z if z.ndim == 0 else ft.roll(z, kids[1], axis=kids[2])  # a subtree of only ``a`` is 0-d
+        z = _evaluate(kids[0], x, y, a, v)
+        if z.ndim == 0:  # a subtree of only ``a``
+            return z
+        axis = kids[2] if kids[2] is None or z.ndim == 2 else -1  # of only ``a`` and ``v``: 1-d
+        return ft.roll(z, kids[1], axis=axis)
     if op == "where":  # compare inputs only: an intermediate within an ulp could branch apart
-        return ft.where(x > y, _evaluate(kids[0], x, y, a), _evaluate(kids[1], x, y, a))
-    args = [_evaluate(k, x, y, a) for k in kids]
+        return ft.where(x > y, _evaluate(kids[0], x, y, a, v), _evaluate(kids[1], x, y, a, v))
+    args = [_evaluate(k, x, y, a, v) for k in kids]
     return (_UNARY if len(args) == 1 else _BINARY)[op](*args)
 
 
 def test_random_programs_match_the_eager_path(host):
-    """Random trees of functions, rolls, where, constants, closed-over arrays and a 0-d
-    parameter, in one direction and two."""
+    """Random trees of functions, rolls, where, constants, closed-over arrays, a 0-d
+    parameter and a broadcast one, in one direction and two."""
     from hypothesis import given, settings
     from hypothesis import strategies as st
 
@@ -565,17 +572,18 @@ def test_random_programs_match_the_eager_path(host):
         rng = np.random.default_rng(seed)
         x, y = (rng.uniform(-1.5, 1.5, (3, 4)).astype(dtype) for _ in range(2))
         a0 = np.asarray(rng.uniform(-1.0, 1.0), dtype=dtype)  # a 0-d parameter
+        v0 = rng.uniform(-1.0, 1.0, 4).astype(dtype)  # a parameter per column
         w = _W.astype(dtype)
 
-        def f(x, y, a):  # the tree plus x, so that every program has a dual output
+        def f(x, y, a, v):  # the tree plus x, so that every program has a dual output
             global _W
             saved, _W = _W, w
             try:
-                return _evaluate(tree, x, y, a) + x
+                return _evaluate(tree, x, y, a, v) + x
             finally:
                 _W = saved
 
-        args = _duals([x, y, a0], B, rng)
+        args = _duals([x, y, a0, v0], B, rng)
         _same(ft.fuse(f, strict=True)(*args), f(*args), dtype, repr(tree))
 
     check()
@@ -698,3 +706,23 @@ def test_custom_jvp_rules_inside_fused_programs(host):
     g = lambda x: softplus(x) * x  # noqa: E731
     with pytest.warns(ft.FuseWarning, match="batched=True"):
         _same(ft.fuse(g)(three), g(three), "float64")
+
+
+@pytest.mark.parametrize("B", [0, 3])
+@pytest.mark.parametrize("wshape", [(5,), (4, 1), (1, 5), (1, 1), ()])
+def test_arguments_that_broadcast(host, wshape, B):
+    """Per-column or per-row parameters beside a grid, with their own tangents."""
+    rng = np.random.default_rng(16)
+    x, w = rng.normal(size=(4, 5)), rng.normal(size=wshape)
+
+    def f(x, w):
+        return ft.sin(x * w) + ft.roll(w * x, 1, axis=0) + w - ft.roll(x, -2, axis=1) / (1.0 + w * w)
+
+    args = _duals([x, w], B, rng)
+    got, want = ft.fuse(f, strict=True)(*args), f(*args)
+    _same(got, want, "float64", str(wshape))
+    assert got.shape == want.shape == (4, 5)
+    if B == 0:  # the Jacobian in the parameters, all directions in one fused pass
+        np.testing.assert_allclose(
+            ft.jacfwd(ft.fuse(f, strict=True), argnums=1)(x, w), ft.jacfwd(f, argnums=1)(x, w), rtol=1e-12
+        )
