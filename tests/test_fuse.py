@@ -423,6 +423,14 @@ def test_cuda_sources_compile(host, dtype):
     for B in (0, 3):
         sources.append(ft.fuse(every).explain(*_duals(xs, B, rng)))
     sources.append(ft.fuse(every).explain(*xs))
+
+    def scaled(x, w, a):  # broadcast and 0-d parameters beside the grid
+        return ft.roll(ft.sin(x * w), 1, axis=0) * a + w
+
+    for B in (0, 3):
+        for wshape in ((SHAPE[1],), (SHAPE[0], 1)):
+            grid = [xs[0], rng.normal(size=wshape).astype(dtype), np.asarray(0.5, dtype=dtype)]
+            sources.append(ft.fuse(scaled).explain(*_duals(grid, B, rng)))
     for src in sources:
         ptx = _cuda_compile.ptx(src)
         assert ".entry fwdtensor_fused_" in ptx, _cuda_compile.compiler()
