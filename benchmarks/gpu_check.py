@@ -14,7 +14,8 @@ Sections, each timed and fail-soft (an exception is recorded in the JSON, the re
     as achieved bandwidth: the bytes that must move are x and t in, y and its tangent out
     (4 n itemsize), compared with (b). Rows: the CuPy primal alone, the generic path, the
     fused per-rule kernels of fwdtensor/_fused.py, ``ft.fuse`` (the whole program traced
-    into one generated kernel; its host cost per call, tracing included, is in the JSON),
+    into one generated kernel, retraced per call or with ``retrace=False``; the host cost
+    per call is in the JSON),
     and one hand-written kernel for the whole JVP (the floor any library could reach).
 (d) the Jacobian of a two-layer tanh MLP R^n -> R^n (n = 1024, 4096; all n directions in
     one batched pass) with ft.jacfwd on CuPy and on torch tensors, torch.func.jacfwd and
@@ -401,6 +402,7 @@ def elementwise(run: Run, dev: Any, copy_GBps: float | None) -> dict:
     fused_direct = fused_program()
     # strict on a GPU: a fallback to the eager path would be timed as if it were fused
     whole = ft.fuse(f_ft, strict=not dev.dry)
+    once = ft.fuse(f_ft, strict=not dev.dry, retrace=False)
     kernel = (
         None
         if dev.dry
@@ -423,7 +425,8 @@ def elementwise(run: Run, dev: Any, copy_GBps: float | None) -> dict:
                 run.say(f"    {dtype:8} {n:>11} skipped: 16 arrays of {n * item / 1e9:.1f} GB each: no room")
                 continue
             try:
-                rows += _elementwise_case(run, dev, dtype, n, wired, (fused_direct, whole), kernel, copy_GBps)
+                programs = (fused_direct, whole, once)
+                rows += _elementwise_case(run, dev, dtype, n, wired, programs, kernel, copy_GBps)
             except Exception:  # e.g. out of memory: record it, go on with the next size
                 rows.append({"dtype": dtype, "n": n, "error": traceback.format_exc()})
                 run.say(f"    {dtype:8} {n:>11} FAILED: {traceback.format_exc().strip().splitlines()[-1]}")
@@ -432,7 +435,7 @@ def elementwise(run: Run, dev: Any, copy_GBps: float | None) -> dict:
 
 
 def _elementwise_case(run, dev, dtype, n, wired, programs, kernel, copy_GBps) -> list[dict]:
-    fused_direct, whole = programs
+    fused_direct, whole, once = programs
     xm = dev.mod
     x, t = dev.uniform(n, dtype, 0.5, 2.0), dev.normal(n, dtype)
     need = 4 * n * np.dtype(dtype).itemsize
@@ -446,6 +449,7 @@ def _elementwise_case(run, dev, dtype, n, wired, programs, kernel, copy_GBps) ->
     if wired:
         paths["fused via set_fused(True)"] = lambda: _with_fused(lambda: ft.jvp(f_ft, (x,), (t,)))
     paths["ft.fuse (whole program)"] = lambda: ft.jvp(whole, (x,), (t,))
+    paths["ft.fuse, retrace=False"] = lambda: ft.jvp(once, (x,), (t,))
     if kernel is not None:
         paths["one kernel (floor)"] = lambda: kernel(x, t, x, t)
     ref = ft.jvp(f_ft, (x,), (t,))

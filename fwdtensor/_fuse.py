@@ -148,17 +148,20 @@ def _plan(args: tuple, kwargs: dict, launch: bool = True) -> _Plan | str:
 class Fused:
     """A function whose elementwise program runs as one kernel per call (see ``fuse``)."""
 
-    def __init__(self, f: Callable, strict: bool) -> None:
+    def __init__(self, f: Callable, strict: bool, retrace: bool = True) -> None:
         functools.update_wrapper(self, f)
         self.f = f
         self.strict = strict
+        self.retrace = retrace
+        self._traces: dict = {}  # signature -> (kernel, input origins, outputs, treedef)
 
     def __get__(self, obj: Any, objtype: Any = None) -> Any:
         # a fused method: bind the instance like a function would
         return self if obj is None else functools.partial(self, obj)
 
     def __repr__(self) -> str:
-        return f"fuse({getattr(self.f, '__qualname__', self.f)!r}, strict={self.strict})"
+        name = getattr(self.f, "__qualname__", self.f)
+        return f"fuse({name!r}, strict={self.strict}, retrace={self.retrace})"
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         plan = _plan(args, kwargs)
@@ -166,12 +169,21 @@ class Fused:
             if isinstance(plan, _Quiet) and not self.strict:
                 return self.f(*args, **kwargs)
             return self._fallback(FuseError(plan), args, kwargs)
+        key = None if self.retrace else _signature(plan, args, kwargs)
+        hit = self._traces.get(key) if key is not None else None
+        if hit is not None:  # retrace=False: the program of the first call with this signature
+            kernel, origins, outputs, treedef = hit
+            return self._run(plan, kernel, (_inputs(plan, origins, args), outputs, treedef))
         try:
             kernel, built = self._build(plan, args, kwargs)
         except FuseError as exc:
             return self._fallback(exc, args, kwargs)
         except Exception as exc:  # an operation the tracer lacks; the eager run is the reference
             return self._fallback(FuseError(f"{type(exc).__name__}: {exc}"), args, kwargs)
+        if key is not None:
+            if len(self._traces) >= 64:
+                self._traces.clear()
+            self._traces[key] = (kernel, kernel.meta["origins"], built[1], built[2])
         return self._run(plan, kernel, built)
 
     def _name(self) -> str:
@@ -198,13 +210,16 @@ class Fused:
         tr, token = _trace.start(xp, S, plan.dtype, plan.B, plan.device)
         try:
             traced = list(args)
+            origins: list[tuple] = []  # where each kernel input comes from: (argument, part)
             for i in plan.positions:
                 a = args[i]
                 if type(a) is DualTensor:
                     ps, ts = tr.array(a.primal, a._t)
                     ps = _core._make(ps, ts, a.level, a._B, _trace.SYM)
+                    origins += [(i, "primal")] + ([(i, "tangent")] if ts is not None else [])
                 else:
                     ps, _ = tr.array(a)
+                    origins.append((i, "primal"))
                 traced[i] = ps
             out = self.f(*traced, **kwargs)
             leaves, treedef = _tree.flatten(out)
@@ -220,6 +235,8 @@ class Fused:
         batched = plan.B > 1 and any(kind == "tangent" for _, kind in exprs)
         kernel = _codegen.emit(tr.kinds, exprs, S, batched, str(plan.dtype))
         kernel.meta["N"] = tr.N
+        # inputs after the arguments' are arrays the program closed over
+        kernel.meta["origins"] = origins + [(None, a) for a in tr.inputs[len(origins) :]]
         return kernel, (tr.inputs, outputs, treedef)
 
     def _output(self, tr: _trace.Trace, plan: _Plan, leaf: Any) -> tuple:
@@ -273,7 +290,47 @@ class Fused:
         return _tree.unflatten(treedef, leaves)
 
 
-def fuse(f: Callable | None = None, *, strict: bool = False) -> Any:
+def _signature(plan: _Plan, args: tuple, kwargs: dict) -> tuple | None:
+    """What a trace depends on besides the program's closure: shapes, dtype, directions and
+    the values of non-array arguments (None when one of those values is unhashable)."""
+    parts = []
+    for a in args:
+        if type(a) is DualTensor:
+            parts.append(("dual", tuple(a.primal.shape), a._t is not None, a._B))
+        elif is_array(a):
+            parts.append(("array", tuple(a.shape)))
+        else:  # repr keeps 0.0 and -0.0 (and 1 and True) apart
+            parts.append((type(a), repr(a) if type(a) in (int, float, complex, bool) else a))
+    key = (
+        tuple(parts),
+        tuple(sorted(kwargs.items())),
+        plan.B,
+        str(plan.dtype),
+        id(plan.xp),
+        str(plan.device),
+    )
+    try:
+        hash(key)
+    except TypeError:
+        return None
+    return key
+
+
+def _inputs(plan: _Plan, origins: list, args: tuple) -> list:
+    """The kernel inputs of a call, laid out as in the traced call they share a signature with."""
+    xp, out = plan.xp, []
+    for i, part in origins:
+        if i is None:  # an array the program closed over at its trace
+            out.append(part)
+            continue
+        a = args[i]
+        p = a.primal if type(a) is DualTensor else a
+        n = math.prod(p.shape)
+        out.append(xp.reshape(p, (n,)) if part == "primal" else xp.reshape(a._t, (plan.B * n,)))
+    return out
+
+
+def fuse(f: Callable | None = None, *, strict: bool = False, retrace: bool = True) -> Any:
     """Run an elementwise program, and its tangents, as one kernel per call on CuPy arrays.
 
     ``fuse(f)`` (or ``@fuse``) returns a function with ``f``'s signature. Its array
@@ -284,6 +341,11 @@ def fuse(f: Callable | None = None, *, strict: bool = False) -> Any:
     ``f`` (a few microseconds per operation) and reuses the compiled kernel when the program
     is unchanged, so nothing ``f`` closes over goes stale; ``f`` should be pure (a call that
     falls back runs it a second time).
+
+    ``retrace=False`` traces once per signature instead (argument shapes, dtype, number of
+    directions, values of non-array arguments) and then only launches: what ``f`` reads
+    from elsewhere (closed-over arrays and numbers, globals, attributes of objects) is
+    frozen at that first trace, as in ``jax.jit``. Pass what changes as arguments.
 
     Fusion pays on GPUs, where each eager operation is a pass over memory. On other
     backends, and for programs that are not elementwise, ``f`` runs as written; a program
@@ -296,10 +358,12 @@ def fuse(f: Callable | None = None, *, strict: bool = False) -> Any:
     >>> [round(float(v), 4) for v in t]  # NumPy: the program runs as written
     [2.4597, 2.0]
     """
-    if f is None:
-        return functools.partial(fuse, strict=strict)
-    if not callable(f):
-        raise TypeError(f"fuse takes a function, got {type(f).__name__}")
     if not isinstance(strict, bool):
         raise TypeError(f"strict must be True or False, got {strict!r}")
-    return Fused(f, strict)
+    if not isinstance(retrace, bool):
+        raise TypeError(f"retrace must be True or False, got {retrace!r}")
+    if f is None:
+        return functools.partial(fuse, strict=strict, retrace=retrace)
+    if not callable(f):
+        raise TypeError(f"fuse takes a function, got {type(f).__name__}")
+    return Fused(f, strict, retrace)

@@ -734,3 +734,42 @@ def test_arguments_that_broadcast(host, wshape, B):
         np.testing.assert_allclose(
             ft.jacfwd(ft.fuse(f, strict=True), argnums=1)(x, w), ft.jacfwd(f, argnums=1)(x, w), rtol=1e-12
         )
+
+
+def test_retrace_false_traces_once_per_signature(host):
+    calls = []
+    scale = [2.0]
+
+    def f(x, k):
+        calls.append(1)
+        return ft.sin(x) * scale[0] + k
+
+    g = ft.fuse(f, strict=True, retrace=False)
+    rng = np.random.default_rng(17)
+    x = rng.normal(size=(3, 4))
+    for _ in range(3):  # a fresh level each time (jvp), the same signature
+        v = rng.normal(size=(3, 4))
+        y, t = ft.jvp(lambda x: g(x, 1.0), (x,), (v,))
+        np.testing.assert_allclose(t, 2.0 * np.cos(x) * v, rtol=1e-12)
+    assert len(calls) == 1
+    g(x, 1.0), g(x, 1.0), g(x, -0.0), g(rng.normal(size=5), 1.0)  # plain, again, -0.0, a new shape
+    assert len(calls) == 4
+    scale[0] = 3.0  # read from elsewhere: frozen at the trace (documented), unlike retrace=True
+    np.testing.assert_allclose(g(x, 1.0), np.sin(x) * 2.0 + 1.0, rtol=1e-12)
+    np.testing.assert_allclose(ft.fuse(f, strict=True)(x, 1.0), np.sin(x) * 3.0 + 1.0, rtol=1e-12)
+    with pytest.raises(TypeError, match="retrace"):
+        ft.fuse(f, retrace=1)
+
+
+def test_retrace_false_rebinds_arguments_and_closed_over_arrays(host):
+    rng = np.random.default_rng(18)
+    w = rng.normal(size=(3, 4))
+
+    def f(x, p):
+        return ft.roll(x, 1, axis=1) * w + p
+
+    g = ft.fuse(f, strict=True, retrace=False)
+    for B in (0, 2, 2):
+        x, p = rng.normal(size=(3, 4)), rng.normal(size=(4,))
+        args = _duals([x, p], B, rng)
+        _same(g(*args), f(*args), "float64", f"B={B}")
