@@ -154,7 +154,7 @@ class Kernel:
     name: str
     body: str
     args: list[str]  # C++ parameter declarations, arrays first, then the integer parameters
-    params: list[int]  # values of the integer parameters after N and total
+    params: list[int | float]  # values of the arguments after N and total: ints, then doubles
     dtype: str  # "float32" | "float64"
     batched: bool  # True: the loop runs over every direction (n * B), else over elements (n)
     meta: dict = field(default_factory=dict)
@@ -188,6 +188,7 @@ class _Writer:
         self.bcasts: dict[int, list] = {}  # number -> parameter names of a broadcast index
         self.params: list[int] = []
         self.args: list[str] = []
+        self.consts: list[float] = []  # numbers of the program, passed as double arguments
 
     def value(self, root: Any, ctx: str) -> str:
         """The C++ name (or literal) of ``root`` at primal index ``ctx``, emitting what it needs."""
@@ -199,7 +200,7 @@ class _Writer:
                 stack.pop()
                 continue
             if e.op == "const":
-                self.names[key] = literal(e.params[0])
+                self.names[key] = self._constant(e.params[0])
                 stack.pop()
                 continue
             if e.op == "in":
@@ -221,6 +222,18 @@ class _Writer:
             self.lines.append(f"const {ctype} {v} = {OPS[e.op].format(*operands)};")
             self.names[key] = v
         return self.names[(id(root), ctx)]
+
+    def _constant(self, v: Any) -> str:
+        """A number as a kernel argument (a double, rounded to T where it is used), so that a
+        program whose constants change between calls (a time step) compiles once."""
+        if isinstance(v, bool):
+            return literal(v)
+        key = ("const", repr(float(v)))
+        if key not in self.names:
+            k = len(self.consts)
+            self.consts.append(float(v))
+            self.names[key] = f"((T)c{k})"
+        return self.names[key]
 
     def _load(self, e: Any, c: str) -> str:
         slot, kind, shape = e.params
@@ -335,5 +348,6 @@ def emit(
     ]
     args += [f"T* __restrict__ out{k}" for k in range(len(outputs))]
     args += ["const long long N", "const long long total", *w.args]
+    args += [f"const double c{k}" for k in range(len(w.consts))]
     digest = hashlib.sha1((dtype + "|".join(args) + body).encode()).hexdigest()[:16]
-    return Kernel(f"fwdtensor_fused_{digest}", body, args, w.params, dtype, batched)
+    return Kernel(f"fwdtensor_fused_{digest}", body, args, [*w.params, *w.consts], dtype, batched)

@@ -73,10 +73,10 @@ def _launch_cupy(kernel: _codegen.Kernel, inputs: list, outputs: list, total: in
     if k is None:
         k = _cupy_kernels[src] = cupy.RawKernel(src, kernel.name)
     N = kernel.meta["N"]
-    ints = [cupy.int64(v) for v in (N, total, *kernel.params)]
+    scalars = [cupy.float64(v) if type(v) is float else cupy.int64(v) for v in (N, total, *kernel.params)]
     blocks = min((total + _BLOCK - 1) // _BLOCK, 2**31 - 1)
     with outputs[0].device:  # launch where the arrays live, not on the current device
-        k((blocks,), (_BLOCK,), (*inputs, *outputs, *ints))
+        k((blocks,), (_BLOCK,), (*inputs, *outputs, *scalars))
 
 
 register_launcher(_is_cupy, _launch_cupy)

@@ -47,9 +47,12 @@ def launch(kernel, inputs, outputs, total) -> None:
     for o in outputs:
         assert o.flags.c_contiguous
     ptrs = [ctypes.c_void_p(a.ctypes.data) for a in (*ins, *outputs)]
-    ints = [ctypes.c_longlong(v) for v in (kernel.meta["N"], total, *kernel.params)]
+    scalars = [
+        ctypes.c_double(v) if type(v) is float else ctypes.c_longlong(v)
+        for v in (kernel.meta["N"], total, *kernel.params)
+    ]
     fn.restype = None
-    fn(*ptrs, *ints)
+    fn(*ptrs, *scalars)
 
 
 def is_numpy(xp) -> bool:

@@ -773,3 +773,20 @@ def test_retrace_false_rebinds_arguments_and_closed_over_arrays(host):
         x, p = rng.normal(size=(3, 4)), rng.normal(size=(4,))
         args = _duals([x, p], B, rng)
         _same(g(*args), f(*args), "float64", f"B={B}")
+
+
+def test_numbers_are_kernel_arguments_so_changing_them_does_not_recompile(host):
+    """An adaptive time step changes dt every call: one compiled kernel serves every value."""
+
+    def step(u, dt, s):
+        return u + dt * ft.sin(u) + ft.copysign(u, s)
+
+    g = ft.fuse(step, strict=True)
+    u = np.linspace(0.1, 1.0, 8)
+    g(u, 0.1, 1.0)
+    before = len(_host_kernels.compiled)
+    for dt, s in [(0.05, 1.0), (1e-7, -0.0), (np.inf, 0.0), (-3.5, -2.0)]:
+        with np.errstate(all="ignore"):
+            np.testing.assert_allclose(g(u, dt, s), step(u, dt, s), rtol=1e-13)
+    assert len(_host_kernels.compiled) == before
+    assert "0.05" not in g.explain(u, 0.05, 1.0)
