@@ -7,6 +7,7 @@ arguments end to end against the eager path. Skips, with the reason, without ``g
 
 from __future__ import annotations
 
+import atexit
 import ctypes
 import hashlib
 import shutil
@@ -19,6 +20,7 @@ import numpy as np
 CXX = shutil.which("g++") or shutil.which("c++")
 REASON = None if CXX else "no C++ compiler (g++) on this machine to build the generated kernels"
 _DIR = Path(tempfile.mkdtemp(prefix="fwdtensor-kernels-"))
+atexit.register(shutil.rmtree, _DIR, ignore_errors=True)
 _LIBS: dict[str, ctypes.CDLL] = {}
 compiled: list[str] = []  # sources compiled so far (tests count kernels with this)
 
