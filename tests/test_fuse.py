@@ -17,9 +17,10 @@ import pytest
 
 import fwdtensor as ft
 from fwdtensor import _codegen, _fuse
+from fwdtensor._backend import namespace_of
 from fwdtensor.rules.elementwise import RULES
 from tests import _cuda_compile, _host_kernels
-from tests._util import sample
+from tests._util import central_difference, sample, to_numpy, tolerances
 
 # Elementwise rules the tracer compiles: every real-valued one of the standard.
 FUSABLE = [
@@ -158,6 +159,32 @@ def test_issue_program_and_its_jacobian(host, dtype):
     np.testing.assert_allclose(t, t0, **_tol(dtype))
     np.testing.assert_allclose(ft.jacfwd(g)(x[:40]), ft.jacfwd(f)(x[:40]), **_tol(dtype))
     np.testing.assert_allclose(g(x), f(x), **_tol(dtype))  # plain arrays: primal only
+    # and against an independent reference: central differences of the NumPy program
+    x64, v64 = x.astype(np.float64), v.astype(np.float64)
+    fd = central_difference(lambda z: np.log(z) + z * np.roll(z, 1) - np.sin(z), [x64], [v64])
+    rtol, atol = tolerances(dtype)
+    np.testing.assert_allclose(t, fd, rtol=rtol, atol=atol * float(np.max(np.abs(fd))))
+
+
+def test_other_backends_run_the_program_as_written(backend):
+    """No launcher (every backend here but CuPy): the eager result, silently, batched or not."""
+    if backend.name == "cupy":
+        pytest.skip("CuPy fuses: tested in test_fused_kernels_on_cupy_match_numpy")
+    xp = backend.xp
+
+    def f(x):
+        return ft.exp(ft.roll(x, 1)) * x - 2.0
+
+    x = backend.asarray(np.linspace(0.1, 1.0, 6))
+    for t in (backend.asarray(np.ones(6)), backend.asarray(np.eye(6)[:3])):
+        d = ft.DualTensor(x, t, batched=t.ndim == 2)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            got, want = ft.fuse(f)(d), f(d)
+        np.testing.assert_allclose(to_numpy(got.tangent), to_numpy(want.tangent), rtol=1e-15)
+        assert type(got.primal) is type(want.primal) and namespace_of(got.primal) is namespace_of(x)
+    with pytest.raises(ft.FuseError, match="no kernel launcher"):
+        ft.fuse(f, strict=True)(xp.asarray(x))
 
 
 @pytest.mark.parametrize("B", [0, 2])
