@@ -14,10 +14,10 @@ from __future__ import annotations
 
 import hashlib
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["OPS", "BOOL_OUT", "Kernel", "emit"]
+__all__ = ["OPS", "BOOL_OUT", "BOOL_IN", "Kernel", "emit"]
 
 # name: C++ expression; each formula is the backend's own (NumPy's for the helpers below).
 OPS: dict[str, str] = {
@@ -125,39 +125,23 @@ template <typename U> FWD_FN U fwd_logaddexp(U a, U b) {
 }
 """
 _PRELUDE = {
-    "cuda": "#define FWD_FN __device__ __forceinline__\n"
-    "#define FWD_INF __longlong_as_double(0x7ff0000000000000LL)\n"
-    "#define FWD_NAN __longlong_as_double(0x7ff8000000000000LL)\n",
-    "cpp": "#include <cmath>\n#include <limits>\nusing namespace std;\n#define FWD_FN static inline\n"
-    "#define FWD_INF numeric_limits<double>::infinity()\n"
-    "#define FWD_NAN numeric_limits<double>::quiet_NaN()\n",
+    "cuda": "#define FWD_FN __device__ __forceinline__\n",
+    "cpp": "#include <cmath>\nusing namespace std;\n#define FWD_FN static inline\n",
 }
 _CTYPE = {"float32": "float", "float64": "double"}
 
 
-def literal(v: Any) -> str:
-    """A Python scalar as a C++ literal of type T (or bool)."""
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    v = float(v)
-    if math.isnan(v):
-        return "((T)FWD_NAN)"
-    if math.isinf(v):
-        return "((T)FWD_INF)" if v > 0 else "((T)(-FWD_INF))"
-    return f"((T){v!r})"
-
-
 @dataclass
 class Kernel:
-    """One generated loop: its body, argument list and the integer parameters to pass."""
+    """One generated loop: its body, argument list and the values of its scalar arguments."""
 
     name: str
     body: str
-    args: list[str]  # C++ parameter declarations, arrays first, then the integer parameters
+    args: list[str]  # C++ parameter declarations: arrays, N and total, then the rest
     params: list[int | float]  # values of the arguments after N and total: ints, then doubles
     dtype: str  # "float32" | "float64"
     batched: bool  # True: the loop runs over every direction (n * B), else over elements (n)
-    meta: dict = field(default_factory=dict)
+    N: int  # elements of the traced shape
 
     def source(self, target: str = "cuda") -> str:
         """The whole translation unit for ``target``: ``"cuda"`` or ``"cpp"``."""
@@ -227,7 +211,7 @@ class _Writer:
         """A number as a kernel argument (a double, rounded to T where it is used), so that a
         program whose constants change between calls (a time step) compiles once."""
         if isinstance(v, bool):
-            return literal(v)
+            return "true" if v else "false"
         key = ("const", repr(float(v)))
         if key not in self.names:
             k = len(self.consts)
@@ -350,4 +334,4 @@ def emit(
     args += ["const long long N", "const long long total", *w.args]
     args += [f"const double c{k}" for k in range(len(w.consts))]
     digest = hashlib.sha1((dtype + "|".join(args) + body).encode()).hexdigest()[:16]
-    return Kernel(f"fwdtensor_fused_{digest}", body, args, [*w.params, *w.consts], dtype, batched)
+    return Kernel(f"fwdtensor_fused_{digest}", body, args, [*w.params, *w.consts], dtype, batched, w.N)

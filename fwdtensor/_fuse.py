@@ -22,7 +22,7 @@ from typing import Any
 import array_api_compat
 import numpy as np
 
-from . import _codegen, _core, _trace, _tree
+from . import _codegen, _core, _fused, _trace, _tree
 from ._backend import is_array, namespace_of
 from ._core import DualTensor
 from ._trace import FuseError
@@ -57,10 +57,6 @@ def _launcher(xp: Any) -> Callable | None:
     return None
 
 
-def _is_cupy(xp: Any) -> bool:
-    return getattr(xp, "__name__", "").split(".")[-1] == "cupy"
-
-
 _cupy_kernels: dict[str, Any] = {}
 
 
@@ -72,14 +68,15 @@ def _launch_cupy(kernel: _codegen.Kernel, inputs: list, outputs: list, total: in
     k = _cupy_kernels.get(src)
     if k is None:
         k = _cupy_kernels[src] = cupy.RawKernel(src, kernel.name)
-    N = kernel.meta["N"]
-    scalars = [cupy.float64(v) if type(v) is float else cupy.int64(v) for v in (N, total, *kernel.params)]
+    scalars = [
+        cupy.float64(v) if type(v) is float else cupy.int64(v) for v in (kernel.N, total, *kernel.params)
+    ]
     blocks = min((total + _BLOCK - 1) // _BLOCK, 2**31 - 1)
     with outputs[0].device:  # launch where the arrays live, not on the current device
         k((blocks,), (_BLOCK,), (*inputs, *outputs, *scalars))
 
 
-register_launcher(_is_cupy, _launch_cupy)
+register_launcher(_fused._is_cupy, _launch_cupy)
 
 
 class _Plan:
@@ -153,7 +150,7 @@ class Fused:
         self.f = f
         self.strict = strict
         self.retrace = retrace
-        self._traces: dict = {}  # signature -> (kernel, input origins, outputs, treedef)
+        self._traces: dict = {}  # signature -> (kernel, outputs, treedef, input origins)
 
     def __get__(self, obj: Any, objtype: Any = None) -> Any:
         # a fused method: bind the instance like a function would
@@ -172,8 +169,8 @@ class Fused:
         key = None if self.retrace else _signature(plan, args, kwargs)
         hit = self._traces.get(key) if key is not None else None
         if hit is not None:  # retrace=False: the program of the first call with this signature
-            kernel, origins, outputs, treedef = hit
-            return self._run(plan, kernel, (_inputs(plan, origins, args), outputs, treedef))
+            kernel, outputs, treedef, origins = hit
+            return self._run(plan, kernel, _inputs(plan, origins, args), outputs, treedef)
         try:
             kernel, built = self._build(plan, args, kwargs)
         except FuseError as exc:
@@ -183,8 +180,8 @@ class Fused:
         if key is not None:
             if len(self._traces) >= 64:
                 self._traces.clear()
-            self._traces[key] = (kernel, kernel.meta["origins"], built[1], built[2])
-        return self._run(plan, kernel, built)
+            self._traces[key] = (kernel, *built[1:])
+        return self._run(plan, kernel, *built[:3])
 
     def _name(self) -> str:
         return getattr(self.f, "__qualname__", repr(self.f))
@@ -234,10 +231,9 @@ class Fused:
         # several directions only matter where a tangent is written
         batched = plan.B > 1 and any(kind == "tangent" for _, kind in exprs)
         kernel = _codegen.emit(tr.kinds, exprs, S, batched, str(plan.dtype))
-        kernel.meta["N"] = tr.N
         # inputs after the arguments' are arrays the program closed over
-        kernel.meta["origins"] = origins + [(None, a) for a in tr.inputs[len(origins) :]]
-        return kernel, (tr.inputs, outputs, treedef)
+        origins += [(None, a) for a in tr.inputs[len(origins) :]]
+        return kernel, (tr.inputs, outputs, treedef, origins)
 
     def _output(self, tr: _trace.Trace, plan: _Plan, leaf: Any) -> tuple:
         """``(primal expr, tangent expr or None, B)`` of one output; B is None for a plain array
@@ -265,8 +261,7 @@ class Fused:
         if s.shape != full or _trace._significant(tr, s.roles) != _trace._significant(tr, roles):
             raise FuseError(f"{what} of shape {s.shape} is not elementwise over the inputs' shape {tr.shape}")
 
-    def _run(self, plan: _Plan, kernel: _codegen.Kernel, built: tuple) -> Any:
-        inputs, outputs, treedef = built
+    def _run(self, plan: _Plan, kernel: _codegen.Kernel, inputs: list, outputs: list, treedef: Any) -> Any:
         xp, S, B = plan.xp, plan.shape, plan.B
         N = math.prod(S)
         arrays, results = [], []

@@ -350,7 +350,6 @@ def _operand(t: Trace, a: Any) -> Sym:
 
 
 def _elementwise(name: str, arity: int) -> Callable:
-    template = OPS[name]
     bool_in = name in BOOL_IN
     out_dtype = "bool" if name in BOOL_OUT else "T"
     comparison = out_dtype == "bool" and not bool_in and arity == 2
@@ -371,7 +370,6 @@ def _elementwise(name: str, arity: int) -> Callable:
         return Sym(t.expr(name, tuple([o.e for o in ops]), (), out_dtype), roles, t)
 
     fn.__name__ = name
-    fn.template = template  # type: ignore[attr-defined]
     return fn
 
 

@@ -51,7 +51,7 @@ def launch(kernel, inputs, outputs, total) -> None:
     ptrs = [ctypes.c_void_p(a.ctypes.data) for a in (*ins, *outputs)]
     scalars = [
         ctypes.c_double(v) if type(v) is float else ctypes.c_longlong(v)
-        for v in (kernel.meta["N"], total, *kernel.params)
+        for v in (kernel.N, total, *kernel.params)
     ]
     fn.restype = None
     fn(*ptrs, *scalars)
