@@ -16,7 +16,10 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 def _cuda_reason() -> str | None:
     if importlib.util.find_spec("cupy") is None:
-        return "CuPy is not installed (from a checkout, on a CUDA machine: pip install -e '.[cuda12]' or '.[cuda13]')"
+        return (
+            "CuPy is not installed (from a checkout, on a CUDA machine: "
+            "pip install -e '.[cuda12]' or '.[cuda13]')"
+        )
     try:
         import cupy
 
