@@ -261,7 +261,7 @@ def test_doctest_examples():
 # ------------------------------------------------------------------- plots
 needs_mpl = pytest.mark.skipif(
     importlib.util.find_spec("matplotlib") is None,
-    reason="matplotlib is an optional dependency (fwdtensor[plot])",
+    reason="matplotlib is an optional dependency (pip install matplotlib)",
 )
 
 
