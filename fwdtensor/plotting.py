@@ -1,4 +1,4 @@
-"""Plots of sensitivities (matplotlib, an optional extra: ``pip install matplotlib``, or ``pip install -e ".[plot]"`` from a checkout).
+"""Plots of sensitivities (matplotlib, optional: ``pip install matplotlib``).
 
 Both functions draw on matplotlib's object-oriented API without pyplot, so they need no
 display and leave pyplot's global state alone: pass an ``Axes`` to draw into your own
