@@ -313,5 +313,5 @@ def test_plot_without_matplotlib(trajectory, monkeypatch):
     from fwdtensor import plotting
 
     monkeypatch.setitem(sys.modules, "matplotlib.figure", None)  # makes the import fail
-    with pytest.raises(ImportError, match=r"pip install fwdtensor\[plot\]"):
+    with pytest.raises(ImportError, match=r"pip install matplotlib"):
         plotting.plot_heatmap(trajectory)
