@@ -15,7 +15,7 @@ from typing import Any
 import array_api_compat
 import numpy as _np
 
-from . import _backend, _core, _errors, _progress, _tree
+from . import _backend, _batched, _core, _errors, _progress, _tree
 from ._core import DualTensor
 from ._levels import new_level
 
@@ -296,6 +296,8 @@ def jacfwd(
     sparsity: Any = None,
     progress: Any = False,
     executor: Any = None,
+    batch_axis: int | None = None,
+    check: bool = True,
 ) -> Callable:
     """A function computing the Jacobian of ``f`` by forward mode, layout ``out.shape + in.shape``.
 
@@ -308,13 +310,28 @@ def jacfwd(
     ``sparsity`` (a pattern, or ``"detect"``) returns a coloured sparse Jacobian instead
     (see ``sparse_jacfwd``); ``progress=True`` shows a tqdm bar over the chunks;
     ``executor`` runs the chunks as tasks on it (see ``distributed_jacfwd``).
+    ``batch_axis=k`` computes per-sample Jacobians: axis k of the differentiated arguments
+    and of every output indexes independent samples, and the result has shape
+    ``(N, *out_sample_shape, *in_sample_shape)`` (like ``vmap(jacfwd(f))``), from
+    ``prod(in_sample_shape)`` directions whatever N is. The first call checks that no output
+    sample depends on another input sample (``check=False`` skips that).
 
     >>> import numpy as np, fwdtensor as ft
     >>> ft.jacfwd(lambda x: x ** 2)(np.array([1.0, 2.0]))
     array([[2., 0.],
            [0., 4.]])
+    >>> ft.jacfwd(lambda x: x * x[:, ::-1], batch_axis=0)(np.array([[1.0, 2.0], [3.0, 4.0]])).shape
+    (2, 2, 2)
     """
     nums = _check_options(argnums, chunk_size, has_aux, holomorphic, progress)
+    if batch_axis is not None:
+        _only_with_batch_axis(
+            sparsity=sparsity, executor=executor, holomorphic=holomorphic, progress=progress
+        )
+        return _batched.batched_jacfwd(
+            f, argnums, nums, batch_axis=batch_axis, has_aux=has_aux, chunk_size=chunk_size, check=check,
+            engine=_engine(),
+        )  # fmt: skip
     if sparsity is not None:
         from ._sparse import sparse_jacfwd
 
@@ -337,6 +354,26 @@ def jacfwd(
     return jacfun
 
 
+def _sparsity_pattern_fn() -> Callable:
+    from ._sparse import sparsity_pattern
+
+    return sparsity_pattern
+
+
+def _engine() -> _batched.Engine:
+    return _batched.Engine(batched_jvp, get_memory_budget, _sparsity_pattern_fn)
+
+
+def _only_with_batch_axis(**options: Any) -> None:
+    """Refuse options that per-sample Jacobians do not combine with (nothing is dropped silently)."""
+    for name, value in options.items():
+        if value is not None and value is not False:
+            raise ValueError(
+                f"batch_axis cannot be combined with {name}={value!r}: per-sample Jacobians are dense "
+                f"blocks computed in this process; drop {name}, or drop batch_axis for the full Jacobian"
+            )
+
+
 def _is_detect(sparsity: Any) -> bool:
     if isinstance(sparsity, str):
         if sparsity != "detect":
@@ -354,12 +391,21 @@ def value_and_jacfwd(
     holomorphic: bool = False,
     sparsity: Any = None,
     progress: Any = False,
+    batch_axis: int | None = None,
+    check: bool = True,
 ) -> Callable:
     """Like ``jacfwd`` but returns ``(value, jacobian)`` from the same pass.
 
     With ``has_aux`` it returns ``((value, aux), jacobian)``, as ``jax.value_and_grad`` does.
+    ``batch_axis`` gives per-sample Jacobians, as in ``jacfwd``.
     """
     nums = _check_options(argnums, chunk_size, has_aux, holomorphic, progress)
+    if batch_axis is not None:
+        _only_with_batch_axis(sparsity=sparsity, holomorphic=holomorphic, progress=progress)
+        return _batched.batched_jacfwd(
+            f, argnums, nums, batch_axis=batch_axis, has_aux=has_aux, chunk_size=chunk_size, check=check,
+            with_value=True, engine=_engine(),
+        )  # fmt: skip
     if sparsity is not None:
         from ._sparse import sparse_jacfwd
 
@@ -747,9 +793,24 @@ def _plain(x: Any) -> Any:
 
 # ---------------------------------------------------------- higher orders
 def hessian(
-    f: Callable, argnums: int | tuple[int, ...] = 0, *, has_aux: bool = False, chunk_size: int | None = None
+    f: Callable,
+    argnums: int | tuple[int, ...] = 0,
+    *,
+    has_aux: bool = False,
+    chunk_size: int | None = None,
+    batch_axis: int | None = None,
+    check: bool = True,
 ) -> Callable:
-    """The Hessian of ``f`` by forward-over-forward: ``jacfwd(jacfwd(f))``, layout ``out + in + in``."""
+    """The Hessian of ``f`` by forward-over-forward: ``jacfwd(jacfwd(f))``, layout ``out + in + in``.
+
+    ``batch_axis=k`` gives per-sample Hessians ``(N, *out_sample, *in_sample, *in_sample)``.
+    """
+    if batch_axis is not None:
+        nums = _check_options(argnums, chunk_size, has_aux, False, False)
+        return _batched.batched_hessian(
+            f, argnums, nums, batch_axis=batch_axis, has_aux=has_aux, chunk_size=chunk_size, check=check,
+            engine=_engine(),
+        )  # fmt: skip
     if has_aux:
         inner = jacfwd(f, argnums, has_aux=True, chunk_size=chunk_size)
         return jacfwd(inner, argnums, has_aux=True, chunk_size=chunk_size)
