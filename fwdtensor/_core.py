@@ -17,6 +17,7 @@ from types import ModuleType, SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
 import array_api_compat
+import numpy as _np
 
 from . import _backend, _errors, _fused
 from ._backend import PY_SCALARS, namespace_of
@@ -47,6 +48,9 @@ class DivBy:
     def __init__(self, x: Any) -> None:
         self.x = x
 
+
+# NumPy's scalar types: a 0-d result is stored as a 0-d array, never as one of these.
+_NP_SCALARS = frozenset(_np.sctypeDict.values())
 
 # Partial derivatives that are not arrays (scalars and markers) and so cannot be reused.
 _NOT_ARRAYS = frozenset({int, float, complex, bool, DivBy, object, type(None)})
@@ -82,10 +86,16 @@ class DualTensor:
 
     def __init__(self, primal: Any, tangent: Any = None, *, batched: bool = False) -> None:
         if type(primal) is DualTensor:
-            raise TypeError(
-                "DualTensor(primal) got a DualTensor as primal; nest derivatives with "
-                "ft.jvp / ft.jacfwd, which keep the levels apart"
-            )
+            if carries_tangent(primal):
+                raise TypeError(
+                    "DualTensor(primal) got a DualTensor with a tangent as primal; nest derivatives "
+                    "with ft.jvp / ft.jacfwd, which keep the levels apart"
+                )
+            primal = innermost(primal)  # a constant of the namespace is its array
+        if primal is None:
+            raise TypeError("DualTensor(primal) needs an array or a Python number as primal, got None")
+        if type(tangent) is DualTensor and not carries_tangent(tangent):
+            tangent = innermost(tangent)
         p = _backend.as_array(primal)
         bxp = namespace_of(p)
         t = None
@@ -159,22 +169,38 @@ class DualTensor:
     def __array_namespace__(self, /, *, api_version: str | None = None) -> ModuleType:
         return FT
 
+    # Conversions out of the namespace: free for constants, refused where a tangent would
+    # be lost (see ``_plain_value``); ``bool`` branches on the primal and is always allowed.
     def __array__(self, dtype: Any = None, copy: Any = None) -> Any:
-        # NumPy would otherwise fill arrays from a dual element by element (through
-        # __float__), silently dropping its tangent.
-        raise TypeError(
-            "a DualTensor cannot be converted to a plain array implicitly (its tangent would be "
-            "lost); use .primal and .tangent, or ft.stack / ft.where to build arrays of duals"
-        )
+        p = _backend.to_host(self._plain_value("np.asarray()"))
+        if dtype is None and copy is None:
+            return p
+        return _np.asarray(p, dtype=dtype, copy=copy)
 
     def __dlpack__(self, *args: Any, **kwargs: Any) -> Any:
-        raise TypeError(
-            "a DualTensor holds two arrays and cannot be exported through DLPack; "
-            "export .primal and .tangent separately"
-        )
+        return self._plain_value("DLPack export").__dlpack__(*args, **kwargs)
 
     def __dlpack_device__(self) -> Any:
-        return self.primal.__dlpack_device__()
+        return innermost(self).__dlpack_device__()
+
+    def item(self) -> Any:
+        """The value of a one-element constant as a Python number (see ``__float__``)."""
+        p = self._plain_value(".item()")
+        return p.item() if hasattr(p, "item") else _backend.to_host(p).item()
+
+    def tolist(self) -> Any:
+        """The values of a constant as nested Python lists (see ``__float__``)."""
+        p = self._plain_value(".tolist()")
+        return p.tolist() if hasattr(p, "tolist") else _backend.to_host(p).tolist()
+
+    def _plain_value(self, what: str) -> Any:
+        """The innermost array, or ``DerivativeLostError`` when some level carries a tangent."""
+        d: Any = self
+        while type(d) is DualTensor:
+            if d._t is not None:
+                raise _errors.derivative_lost(what)
+            d = d.primal
+        return d
 
     def __repr__(self) -> str:
         pad = " " * len("DualTensor(")
@@ -190,16 +216,16 @@ class DualTensor:
         return bool(self.primal)
 
     def __float__(self) -> float:
-        return float(self.primal)
+        return float(self._plain_value("float()"))
 
     def __int__(self) -> int:
-        return int(self.primal)
+        return int(self._plain_value("int()"))
 
     def __index__(self) -> int:
-        return self.primal.__index__()
+        return self._plain_value("__index__ (an integer use)").__index__()
 
     def __complex__(self) -> complex:
-        return complex(self.primal)
+        return complex(self._plain_value("complex()"))
 
     def __len__(self) -> int:
         if self.ndim == 0:
@@ -403,25 +429,69 @@ _new = object.__new__
 def _make(p: Any, t: Any, level: int, B: int, bxp: ModuleType) -> DualTensor:
     """Build a result dual without validation (the hot path)."""
     d = _new(DualTensor)
+    tp = type(p)
+    if tp in _NP_SCALARS:  # NumPy gives scalars for 0-d results; the standard wants 0-d arrays
+        p = _np.asarray(p)
     d.primal = p
     d._t = t
     d.level = level
     d._B = B
-    d.xp = FT if type(p) is DualTensor else bxp
+    d.xp = FT if tp is DualTensor else bxp
     d._bxp = bxp
     d._owned = False
     return d
 
 
-def make_dual(p: Any, t: Any, level: int, B: int, bxp: ModuleType) -> Any:
-    """A result of a rule: a dual, or a plain array when it is not floating-point.
+def make_dual(p: Any, t: Any, level: int, B: int, bxp: ModuleType) -> DualTensor:
+    """A result of a rule: always a dual of ``level``, a constant (tangent None) when ``t`` is.
 
-    Integer and boolean results never carry a tangent; a floating result with a zero
-    tangent stays a dual (so its level is kept) with a symbolic zero.
+    Integer and boolean results are constants too, so the namespace stays closed; a
+    constant keeps its level so that duals written into it keep their tangents.
     """
-    if t is None and not _backend.is_floating(bxp, p.dtype):
-        return p
     return _make(p, t, level, B, bxp)
+
+
+def constant(out: Any) -> Any:
+    """A backend result (array or tuple of arrays) as constants of the namespace, level 0.
+
+    Used where no dual took part. Traced arrays (``ft.fuse``), duals, ``None`` and Python
+    values pass unchanged.
+    """
+    tp = type(out)
+    if tp is DualTensor or tp in TRACED or out is None or tp in PY_SCALARS:
+        return out
+    if isinstance(out, (tuple, list)):
+        items = [constant(o) for o in out]
+        if isinstance(out, list):
+            return items
+        if hasattr(out, "_fields"):
+            return type(out)(*items)
+        return type(out)(items) if hasattr(type(out), "n_fields") else tuple(items)
+    if tp in _NP_SCALARS:
+        out = _np.asarray(out)
+    elif not _backend.is_array(out):
+        return out
+    bxp = namespace_of(out)
+    if getattr(bxp, "wraps", None) is not None:  # a tracing namespace's array
+        return out
+    return _make(out, None, USER_LEVEL, 0, bxp)
+
+
+def bare(x: Any) -> Any:
+    """``x`` without the levels that carry no tangent: a constant's array, a dual's lowest
+    level that still carries one (the same value to every level above it)."""
+    while type(x) is DualTensor and x._t is None:
+        x = x.primal
+    return x
+
+
+def carries_tangent(x: Any) -> bool:
+    """True when ``x`` is a dual with a tangent at some level (not a symbolic zero)."""
+    while type(x) is DualTensor:
+        if x._t is not None:
+            return True
+        x = x.primal
+    return False
 
 
 def _check_tangent(bxp: ModuleType, p: Any, tangent: Any, batched: bool) -> Any:
@@ -521,7 +591,7 @@ def add_into(xp: ModuleType, u: Any, v: Any) -> Any:
 def unary(rule: Rule, x: Any) -> Any:
     """Apply a one-argument elementwise rule."""
     if type(x) is not DualTensor:
-        return _fn(rule, namespace_of(x))(x)
+        return constant(_fn(rule, namespace_of(x))(x))
     if _fused.enabled and (r := _fused.unary(rule, x)) is not None:
         return r  # one CuPy kernel for primal and tangent (opt-in, see _fused)
     xp = x.xp
@@ -529,8 +599,6 @@ def unary(rule: Rule, x: Any) -> Any:
     y = (rule.cache.get(xp) or _fn(rule, xp))(p)
     t = x._t
     kind = rule.kind
-    if kind == "nondiff":
-        return y
     if t is not None and kind == "diff":
         jvp = rule.jvp
         if jvp is not None:
@@ -547,7 +615,7 @@ def unary(rule: Rule, x: Any) -> Any:
                 t = _times(xp, t, d)
         if t is not None:
             return _make(y, t, x.level, x._B, x._bxp)
-    return make_dual(y, None, x.level, x._B, x._bxp)
+    return _make(y, None, x.level, x._B, x._bxp)
 
 
 def binary(rule: Rule, a: Any, b: Any) -> Any:
@@ -556,24 +624,28 @@ def binary(rule: Rule, a: Any, b: Any) -> Any:
         return r
     full = False  # True when the tangent is known to have the result's full shape
     if type(a) is DualTensor:
-        if type(b) is DualTensor and b.level >= a.level:
-            if b.level == a.level:
-                pa, ta, pb, tb = a.primal, a._t, b.primal, b._t
-                bxp = a._bxp
-                if b._bxp is not bxp:
-                    raise _errors.backend_mismatch(a.primal, b.primal)
-                B = a._B if a._B >= b._B else b._B
-                level = a.level
-            else:  # b is the higher level: a is a constant for it
-                pa, ta, pb, tb = a, None, b.primal, b._t
-                bxp, B, level = b._bxp, b._B, b.level
-                if a._bxp is not bxp:
-                    _check_const(bxp, b.primal, a)
-        else:
+        if type(b) is not DualTensor:  # the common case: a dual and a plain array or scalar
             pa, ta, pb, tb = a.primal, a._t, b, None
             bxp, B, level = a._bxp, a._B, a.level
             full = type(b) in PY_SCALARS  # a scalar operand keeps the dual's shape
             if not full and type(b) is not type(pa):
+                _check_const(bxp, pa, b)
+        elif b.level == a.level:
+            pa, ta, pb, tb = a.primal, a._t, b.primal, b._t
+            bxp = a._bxp
+            if b._bxp is not bxp:
+                raise _errors.backend_mismatch(a.primal, b.primal)
+            B = a._B if a._B >= b._B else b._B
+            level = a.level
+        elif b.level > a.level:  # a is a constant for b: only its value counts
+            pa, ta, pb, tb = bare(a), None, b.primal, b._t
+            bxp, B, level = b._bxp, b._B, b.level
+            if a._bxp is not bxp:
+                _check_const(bxp, b.primal, a)
+        else:  # b is a constant for a
+            pa, ta, pb, tb = a.primal, a._t, bare(b), None
+            bxp, B, level = a._bxp, a._B, a.level
+            if b._bxp is not bxp:
                 _check_const(bxp, pa, b)
     elif type(b) is DualTensor:
         pa, ta, pb, tb = a, None, b.primal, b._t
@@ -583,13 +655,11 @@ def binary(rule: Rule, a: Any, b: Any) -> Any:
             _check_const(bxp, pb, a)
     else:
         src = a if type(a) not in PY_SCALARS and type(b) not in TRACED else b
-        return _fn(rule, namespace_of(src))(a, b)
+        return constant(_fn(rule, namespace_of(src))(a, b))
 
     xp = FT if (type(pa) is DualTensor or type(pb) is DualTensor) else bxp
     y = (rule.cache.get(xp) or _fn(rule, xp))(pa, pb)
     kind = rule.kind
-    if kind == "nondiff":
-        return y
     t = None
     if kind == "diff":
         nd = y.ndim + 1
@@ -616,7 +686,7 @@ def binary(rule: Rule, a: Any, b: Any) -> Any:
                 if t2 is not None:
                     t = t2 if t is None else xp.add(t, t2)
     if t is None:
-        return make_dual(y, None, level, B, bxp)
+        return _make(y, None, level, B, bxp)
     # With both tangents present the sum already has the full shape (B, *y.shape).
     if not full and (ta is None or tb is None) and t.shape[1:] != y.shape:
         t = xp.broadcast_to(t, (t.shape[0], *y.shape))
@@ -653,7 +723,7 @@ def split(arrays: tuple, top: DualTensor) -> tuple[list, list, int, ModuleType, 
                 B = B if B >= a._B else a._B
                 any_t = any_t or t is not None
             else:
-                p, t = a, None
+                p, t = bare(a), None  # a lower level is a constant here: only its value counts
         else:
             if a is not None and not isinstance(a, PY_SCALARS) and type(a) is not type(top.primal):
                 _check_const(bxp, top.primal, a)
@@ -682,15 +752,17 @@ def wrap(out: Any, tout: Any, level: int, B: int, bxp: ModuleType) -> Any:
 
 def apply(rule: Rule, arrays: tuple, params: dict) -> Any:
     """Apply a general rule to the array arguments ``arrays`` with keyword ``params``."""
+    if params:
+        for k, v in params.items():
+            if type(v) is DualTensor and v._t is None:  # a constant as indices, axis, shape...
+                params[k] = bare(v)
     top = _top_level(arrays)
     if top is None:
         xp = _plain_namespace(arrays, params)
-        return rule.f(xp, *arrays, **params)
+        return constant(rule.f(xp, *arrays, **params))
     primals, tangents, B, xp, bxp, any_t = split(arrays, top)
     try:
-        if rule.kind == "nondiff":
-            return rule.f(xp, *primals, **params)
-        if rule.kind == "zero" or not any_t:
+        if rule.kind != "diff" or not any_t:
             return wrap(rule.f(xp, *primals, **params), None, top.level, B, bxp)
         out, tout = rule.jvp(xp, primals, tangents, **params)
     except AttributeError as exc:  # the backend lacks a function the rule needs
