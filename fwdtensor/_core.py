@@ -17,7 +17,6 @@ from types import ModuleType, SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
 import array_api_compat
-import numpy as _np
 
 from . import _backend, _errors, _fused
 from ._backend import PY_SCALARS, namespace_of
@@ -49,8 +48,7 @@ class DivBy:
         self.x = x
 
 
-# NumPy's scalar types: a 0-d result is stored as a 0-d array, never as one of these.
-_NP_SCALARS = frozenset(_np.sctypeDict.values())
+_NP_SCALARS = _backend.NP_SCALARS  # a 0-d result is stored as a 0-d array, never as one of these
 
 # Partial derivatives that are not arrays (scalars and markers) and so cannot be reused.
 _NOT_ARRAYS = frozenset({int, float, complex, bool, DivBy, object, type(None)})
@@ -172,10 +170,7 @@ class DualTensor:
     # Conversions out of the namespace: free for constants, refused where a tangent would
     # be lost (see ``_plain_value``); ``bool`` branches on the primal and is always allowed.
     def __array__(self, dtype: Any = None, copy: Any = None) -> Any:
-        p = _backend.to_host(self._plain_value("np.asarray()"))
-        if dtype is None and copy is None:
-            return p
-        return _np.asarray(p, dtype=dtype, copy=copy)
+        return _backend.host_array(self._plain_value("np.asarray()"), dtype, copy)
 
     def __dlpack__(self, *args: Any, **kwargs: Any) -> Any:
         return self._plain_value("DLPack export").__dlpack__(*args, **kwargs)
@@ -431,7 +426,7 @@ def _make(p: Any, t: Any, level: int, B: int, bxp: ModuleType) -> DualTensor:
     d = _new(DualTensor)
     tp = type(p)
     if tp in _NP_SCALARS:  # NumPy gives scalars for 0-d results; the standard wants 0-d arrays
-        p = _np.asarray(p)
+        p = _backend.zero_d(p)
     d.primal = p
     d._t = t
     d.level = level
@@ -468,7 +463,7 @@ def constant(out: Any) -> Any:
             return type(out)(*items)
         return type(out)(items) if hasattr(type(out), "n_fields") else tuple(items)
     if tp in _NP_SCALARS:
-        out = _np.asarray(out)
+        out = _backend.zero_d(out)
     elif not _backend.is_array(out):
         return out
     bxp = namespace_of(out)
@@ -534,9 +529,12 @@ def zeros_tangent(x: Any, B: int) -> Any:
 def _check_const(bxp: ModuleType, ref: Any, c: Any) -> None:
     """Refuse a constant operand that comes from another Array API library."""
     if type(c) is DualTensor:
-        if c._bxp is not bxp:
+        if c._bxp is bxp:
+            return
+        c = bare(c)  # a constant: its array is checked (a tracer's backend accepts it)
+        if type(c) is DualTensor:
             raise _errors.backend_mismatch(ref, c.primal)
-    elif not isinstance(c, PY_SCALARS) and namespace_of(c) is not bxp:
+    if not isinstance(c, PY_SCALARS) and namespace_of(c) is not bxp:
         if namespace_of(c) is getattr(bxp, "wraps", None):  # sparsity detection's namespace
             return
         raise _errors.backend_mismatch(ref, c)
