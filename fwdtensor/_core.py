@@ -13,6 +13,7 @@ a rule written once recurses through nested differentiation.
 
 from __future__ import annotations
 
+import operator
 from types import ModuleType, SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
@@ -753,7 +754,7 @@ def apply(rule: Rule, arrays: tuple, params: dict) -> Any:
     if params:
         for k, v in params.items():
             if type(v) is DualTensor and v._t is None:  # a constant as indices, axis, shape...
-                params[k] = bare(v)
+                params[k] = _param(bare(v))
     top = _top_level(arrays)
     if top is None:
         xp = _plain_namespace(arrays, params)
@@ -773,6 +774,17 @@ def apply(rule: Rule, arrays: tuple, params: dict) -> Any:
             raise err from exc
         raise
     return wrap(out, tout, top.level, B, bxp)
+
+
+def _param(v: Any) -> Any:
+    """A constant's array given as a parameter: a 0-d integer one is the Python int it
+    stands for (``axis=``, ``n=``), which every backend takes."""
+    if getattr(v, "ndim", None) == 0:
+        try:
+            return operator.index(v)
+        except TypeError:  # not an integer
+            pass
+    return v
 
 
 def _device_error(arrays: tuple) -> Exception | None:
