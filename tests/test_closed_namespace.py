@@ -357,6 +357,10 @@ def test_transforms_hand_back_plain_arrays(backend):
     y, t = ft.jvp(ft.sin, (c,), (ft.ones(2),))
     assert type(y) is np.ndarray and type(t) is np.ndarray
     assert type(ft.jacfwd(ft.sin)(c)) is np.ndarray
+    from fwdtensor.ode import solve
+
+    sol = solve(lambda t, y: -ft.sin(y), (0.0, 1.0), np.ones(2))  # a right-hand side in ft.*
+    assert type(sol.y) is np.ndarray and type(sol.t) is np.ndarray
 
 
 def test_nested_levels_keep_working():
