@@ -447,6 +447,10 @@ def make_dual(p: Any, t: Any, level: int, B: int, bxp: ModuleType) -> DualTensor
     return _make(p, t, level, B, bxp)
 
 
+# Array types whose results ``constant`` wraps, with their backend namespace (filled lazily).
+_CONST_NS: dict[type, ModuleType] = {}
+
+
 def constant(out: Any) -> Any:
     """A backend result (array or tuple of arrays) as constants of the namespace, level 0.
 
@@ -454,6 +458,9 @@ def constant(out: Any) -> Any:
     values pass unchanged.
     """
     tp = type(out)
+    bxp = _CONST_NS.get(tp)
+    if bxp is not None:  # the common case: an array type seen before
+        return _make(out, None, USER_LEVEL, 0, bxp)
     if tp is DualTensor or tp in TRACED or out is None or tp in PY_SCALARS:
         return out
     if isinstance(out, (tuple, list)):
@@ -470,6 +477,7 @@ def constant(out: Any) -> Any:
     bxp = namespace_of(out)
     if getattr(bxp, "wraps", None) is not None:  # a tracing namespace's array
         return out
+    _CONST_NS[type(out)] = bxp
     return _make(out, None, USER_LEVEL, 0, bxp)
 
 
