@@ -19,6 +19,7 @@ from ._core import DualTensor
 from ._custom import custom_jvp
 from ._errors import (
     BackendMismatchError,
+    DerivativeLostError,
     FwdTensorError,
     NotDifferentiableError,
     StructureError,
@@ -92,6 +93,7 @@ __all__ = [
     "FwdTensorError",
     "TangentError",
     "BackendMismatchError",
+    "DerivativeLostError",
     "NotDifferentiableError",
     "StructureError",
     *_extras_all,

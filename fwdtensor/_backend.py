@@ -85,6 +85,21 @@ def to_host(a: Any) -> Any:
     return np.asarray(a)
 
 
+# NumPy's scalar types: a 0-d result is kept as a 0-d array, never as one of these.
+NP_SCALARS = frozenset(np.sctypeDict.values())
+
+
+def zero_d(x: Any) -> Any:
+    """A NumPy scalar (what NumPy returns for many 0-d results) as a 0-d array."""
+    return np.asarray(x)
+
+
+def host_array(a: Any, dtype: Any = None, copy: Any = None) -> Any:
+    """``np.asarray`` of a backend array on the host (``__array__`` of a constant)."""
+    h = to_host(a)
+    return h if dtype is None and copy is None else np.asarray(h, dtype=dtype, copy=copy)
+
+
 def default_numpy() -> ModuleType:
     return array_api_compat.numpy
 

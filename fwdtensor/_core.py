@@ -13,6 +13,7 @@ a rule written once recurses through nested differentiation.
 
 from __future__ import annotations
 
+import operator
 from types import ModuleType, SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
@@ -48,6 +49,8 @@ class DivBy:
         self.x = x
 
 
+_NP_SCALARS = _backend.NP_SCALARS  # a 0-d result is stored as a 0-d array, never as one of these
+
 # Partial derivatives that are not arrays (scalars and markers) and so cannot be reused.
 _NOT_ARRAYS = frozenset({int, float, complex, bool, DivBy, object, type(None)})
 
@@ -82,10 +85,16 @@ class DualTensor:
 
     def __init__(self, primal: Any, tangent: Any = None, *, batched: bool = False) -> None:
         if type(primal) is DualTensor:
-            raise TypeError(
-                "DualTensor(primal) got a DualTensor as primal; nest derivatives with "
-                "ft.jvp / ft.jacfwd, which keep the levels apart"
-            )
+            if carries_tangent(primal):
+                raise TypeError(
+                    "DualTensor(primal) got a DualTensor with a tangent as primal; nest derivatives "
+                    "with ft.jvp / ft.jacfwd, which keep the levels apart"
+                )
+            primal = innermost(primal)  # a constant of the namespace is its array
+        if primal is None:
+            raise TypeError("DualTensor(primal) needs an array or a Python number as primal, got None")
+        if type(tangent) is DualTensor and not carries_tangent(tangent):
+            tangent = innermost(tangent)
         p = _backend.as_array(primal)
         bxp = namespace_of(p)
         t = None
@@ -159,22 +168,35 @@ class DualTensor:
     def __array_namespace__(self, /, *, api_version: str | None = None) -> ModuleType:
         return FT
 
+    # Conversions out of the namespace: free for constants, refused where a tangent would
+    # be lost (see ``_plain_value``); ``bool`` branches on the primal and is always allowed.
     def __array__(self, dtype: Any = None, copy: Any = None) -> Any:
-        # NumPy would otherwise fill arrays from a dual element by element (through
-        # __float__), silently dropping its tangent.
-        raise TypeError(
-            "a DualTensor cannot be converted to a plain array implicitly (its tangent would be "
-            "lost); use .primal and .tangent, or ft.stack / ft.where to build arrays of duals"
-        )
+        return _backend.host_array(self._plain_value("np.asarray()"), dtype, copy)
 
     def __dlpack__(self, *args: Any, **kwargs: Any) -> Any:
-        raise TypeError(
-            "a DualTensor holds two arrays and cannot be exported through DLPack; "
-            "export .primal and .tangent separately"
-        )
+        return self._plain_value("DLPack export").__dlpack__(*args, **kwargs)
 
     def __dlpack_device__(self) -> Any:
-        return self.primal.__dlpack_device__()
+        return innermost(self).__dlpack_device__()
+
+    def item(self) -> Any:
+        """The value of a one-element constant as a Python number (see ``__float__``)."""
+        p = self._plain_value(".item()")
+        return p.item() if hasattr(p, "item") else _backend.to_host(p).item()
+
+    def tolist(self) -> Any:
+        """The values of a constant as nested Python lists (see ``__float__``)."""
+        p = self._plain_value(".tolist()")
+        return p.tolist() if hasattr(p, "tolist") else _backend.to_host(p).tolist()
+
+    def _plain_value(self, what: str) -> Any:
+        """The innermost array, or ``DerivativeLostError`` when some level carries a tangent."""
+        d: Any = self
+        while type(d) is DualTensor:
+            if d._t is not None:
+                raise _errors.derivative_lost(what)
+            d = d.primal
+        return d
 
     def __repr__(self) -> str:
         pad = " " * len("DualTensor(")
@@ -190,16 +212,16 @@ class DualTensor:
         return bool(self.primal)
 
     def __float__(self) -> float:
-        return float(self.primal)
+        return float(self._plain_value("float()"))
 
     def __int__(self) -> int:
-        return int(self.primal)
+        return int(self._plain_value("int()"))
 
     def __index__(self) -> int:
-        return self.primal.__index__()
+        return self._plain_value("__index__ (an integer use)").__index__()
 
     def __complex__(self) -> complex:
-        return complex(self.primal)
+        return complex(self._plain_value("complex()"))
 
     def __len__(self) -> int:
         if self.ndim == 0:
@@ -403,25 +425,77 @@ _new = object.__new__
 def _make(p: Any, t: Any, level: int, B: int, bxp: ModuleType) -> DualTensor:
     """Build a result dual without validation (the hot path)."""
     d = _new(DualTensor)
+    tp = type(p)
+    if tp in _NP_SCALARS:  # NumPy gives scalars for 0-d results; the standard wants 0-d arrays
+        p = _backend.zero_d(p)
     d.primal = p
     d._t = t
     d.level = level
     d._B = B
-    d.xp = FT if type(p) is DualTensor else bxp
+    d.xp = FT if tp is DualTensor else bxp
     d._bxp = bxp
     d._owned = False
     return d
 
 
-def make_dual(p: Any, t: Any, level: int, B: int, bxp: ModuleType) -> Any:
-    """A result of a rule: a dual, or a plain array when it is not floating-point.
+def make_dual(p: Any, t: Any, level: int, B: int, bxp: ModuleType) -> DualTensor:
+    """A result of a rule: always a dual of ``level``, a constant (tangent None) when ``t`` is.
 
-    Integer and boolean results never carry a tangent; a floating result with a zero
-    tangent stays a dual (so its level is kept) with a symbolic zero.
+    Integer and boolean results are constants too, so the namespace stays closed; a
+    constant keeps its level so that duals written into it keep their tangents.
     """
-    if t is None and not _backend.is_floating(bxp, p.dtype):
-        return p
     return _make(p, t, level, B, bxp)
+
+
+# Array types whose results ``constant`` wraps, with their backend namespace (filled lazily).
+_CONST_NS: dict[type, ModuleType] = {}
+
+
+def constant(out: Any) -> Any:
+    """A backend result (array or tuple of arrays) as constants of the namespace, level 0.
+
+    Used where no dual took part. Traced arrays (``ft.fuse``), duals, ``None`` and Python
+    values pass unchanged.
+    """
+    tp = type(out)
+    bxp = _CONST_NS.get(tp)
+    if bxp is not None:  # the common case: an array type seen before
+        return _make(out, None, USER_LEVEL, 0, bxp)
+    if tp is DualTensor or tp in TRACED or out is None or tp in PY_SCALARS:
+        return out
+    if isinstance(out, (tuple, list)):
+        items = [constant(o) for o in out]
+        if isinstance(out, list):
+            return items
+        if hasattr(out, "_fields"):
+            return type(out)(*items)
+        return type(out)(items) if hasattr(type(out), "n_fields") else tuple(items)
+    if tp in _NP_SCALARS:
+        out = _backend.zero_d(out)
+    elif not _backend.is_array(out):
+        return out
+    bxp = namespace_of(out)
+    if getattr(bxp, "wraps", None) is not None:  # a tracing namespace's array
+        return out
+    _CONST_NS[type(out)] = bxp
+    return _make(out, None, USER_LEVEL, 0, bxp)
+
+
+def bare(x: Any) -> Any:
+    """``x`` without the levels that carry no tangent: a constant's array, a dual's lowest
+    level that still carries one (the same value to every level above it)."""
+    while type(x) is DualTensor and x._t is None:
+        x = x.primal
+    return x
+
+
+def carries_tangent(x: Any) -> bool:
+    """True when ``x`` is a dual with a tangent at some level (not a symbolic zero)."""
+    while type(x) is DualTensor:
+        if x._t is not None:
+            return True
+        x = x.primal
+    return False
 
 
 def _check_tangent(bxp: ModuleType, p: Any, tangent: Any, batched: bool) -> Any:
@@ -464,9 +538,12 @@ def zeros_tangent(x: Any, B: int) -> Any:
 def _check_const(bxp: ModuleType, ref: Any, c: Any) -> None:
     """Refuse a constant operand that comes from another Array API library."""
     if type(c) is DualTensor:
-        if c._bxp is not bxp:
+        if c._bxp is bxp:
+            return
+        c = bare(c)  # a constant: its array is checked (a tracer's backend accepts it)
+        if type(c) is DualTensor:
             raise _errors.backend_mismatch(ref, c.primal)
-    elif not isinstance(c, PY_SCALARS) and namespace_of(c) is not bxp:
+    if not isinstance(c, PY_SCALARS) and namespace_of(c) is not bxp:
         if namespace_of(c) is getattr(bxp, "wraps", None):  # sparsity detection's namespace
             return
         raise _errors.backend_mismatch(ref, c)
@@ -521,7 +598,7 @@ def add_into(xp: ModuleType, u: Any, v: Any) -> Any:
 def unary(rule: Rule, x: Any) -> Any:
     """Apply a one-argument elementwise rule."""
     if type(x) is not DualTensor:
-        return _fn(rule, namespace_of(x))(x)
+        return constant(_fn(rule, namespace_of(x))(x))
     if _fused.enabled and (r := _fused.unary(rule, x)) is not None:
         return r  # one CuPy kernel for primal and tangent (opt-in, see _fused)
     xp = x.xp
@@ -529,8 +606,6 @@ def unary(rule: Rule, x: Any) -> Any:
     y = (rule.cache.get(xp) or _fn(rule, xp))(p)
     t = x._t
     kind = rule.kind
-    if kind == "nondiff":
-        return y
     if t is not None and kind == "diff":
         jvp = rule.jvp
         if jvp is not None:
@@ -547,7 +622,7 @@ def unary(rule: Rule, x: Any) -> Any:
                 t = _times(xp, t, d)
         if t is not None:
             return _make(y, t, x.level, x._B, x._bxp)
-    return make_dual(y, None, x.level, x._B, x._bxp)
+    return _make(y, None, x.level, x._B, x._bxp)
 
 
 def binary(rule: Rule, a: Any, b: Any) -> Any:
@@ -556,24 +631,28 @@ def binary(rule: Rule, a: Any, b: Any) -> Any:
         return r
     full = False  # True when the tangent is known to have the result's full shape
     if type(a) is DualTensor:
-        if type(b) is DualTensor and b.level >= a.level:
-            if b.level == a.level:
-                pa, ta, pb, tb = a.primal, a._t, b.primal, b._t
-                bxp = a._bxp
-                if b._bxp is not bxp:
-                    raise _errors.backend_mismatch(a.primal, b.primal)
-                B = a._B if a._B >= b._B else b._B
-                level = a.level
-            else:  # b is the higher level: a is a constant for it
-                pa, ta, pb, tb = a, None, b.primal, b._t
-                bxp, B, level = b._bxp, b._B, b.level
-                if a._bxp is not bxp:
-                    _check_const(bxp, b.primal, a)
-        else:
+        if type(b) is not DualTensor:  # the common case: a dual and a plain array or scalar
             pa, ta, pb, tb = a.primal, a._t, b, None
             bxp, B, level = a._bxp, a._B, a.level
             full = type(b) in PY_SCALARS  # a scalar operand keeps the dual's shape
             if not full and type(b) is not type(pa):
+                _check_const(bxp, pa, b)
+        elif b.level == a.level:
+            pa, ta, pb, tb = a.primal, a._t, b.primal, b._t
+            bxp = a._bxp
+            if b._bxp is not bxp:
+                raise _errors.backend_mismatch(a.primal, b.primal)
+            B = a._B if a._B >= b._B else b._B
+            level = a.level
+        elif b.level > a.level:  # a is a constant for b: only its value counts
+            pa, ta, pb, tb = bare(a), None, b.primal, b._t
+            bxp, B, level = b._bxp, b._B, b.level
+            if a._bxp is not bxp:
+                _check_const(bxp, b.primal, a)
+        else:  # b is a constant for a
+            pa, ta, pb, tb = a.primal, a._t, bare(b), None
+            bxp, B, level = a._bxp, a._B, a.level
+            if b._bxp is not bxp:
                 _check_const(bxp, pa, b)
     elif type(b) is DualTensor:
         pa, ta, pb, tb = a, None, b.primal, b._t
@@ -583,13 +662,11 @@ def binary(rule: Rule, a: Any, b: Any) -> Any:
             _check_const(bxp, pb, a)
     else:
         src = a if type(a) not in PY_SCALARS and type(b) not in TRACED else b
-        return _fn(rule, namespace_of(src))(a, b)
+        return constant(_fn(rule, namespace_of(src))(a, b))
 
     xp = FT if (type(pa) is DualTensor or type(pb) is DualTensor) else bxp
     y = (rule.cache.get(xp) or _fn(rule, xp))(pa, pb)
     kind = rule.kind
-    if kind == "nondiff":
-        return y
     t = None
     if kind == "diff":
         nd = y.ndim + 1
@@ -616,7 +693,7 @@ def binary(rule: Rule, a: Any, b: Any) -> Any:
                 if t2 is not None:
                     t = t2 if t is None else xp.add(t, t2)
     if t is None:
-        return make_dual(y, None, level, B, bxp)
+        return _make(y, None, level, B, bxp)
     # With both tangents present the sum already has the full shape (B, *y.shape).
     if not full and (ta is None or tb is None) and t.shape[1:] != y.shape:
         t = xp.broadcast_to(t, (t.shape[0], *y.shape))
@@ -653,7 +730,7 @@ def split(arrays: tuple, top: DualTensor) -> tuple[list, list, int, ModuleType, 
                 B = B if B >= a._B else a._B
                 any_t = any_t or t is not None
             else:
-                p, t = a, None
+                p, t = bare(a), None  # a lower level is a constant here: only its value counts
         else:
             if a is not None and not isinstance(a, PY_SCALARS) and type(a) is not type(top.primal):
                 _check_const(bxp, top.primal, a)
@@ -682,15 +759,17 @@ def wrap(out: Any, tout: Any, level: int, B: int, bxp: ModuleType) -> Any:
 
 def apply(rule: Rule, arrays: tuple, params: dict) -> Any:
     """Apply a general rule to the array arguments ``arrays`` with keyword ``params``."""
+    if params:
+        for k, v in params.items():
+            if type(v) is DualTensor and v._t is None:  # a constant as indices, axis, shape...
+                params[k] = _param(bare(v))
     top = _top_level(arrays)
     if top is None:
         xp = _plain_namespace(arrays, params)
-        return rule.f(xp, *arrays, **params)
+        return constant(rule.f(xp, *arrays, **params))
     primals, tangents, B, xp, bxp, any_t = split(arrays, top)
     try:
-        if rule.kind == "nondiff":
-            return rule.f(xp, *primals, **params)
-        if rule.kind == "zero" or not any_t:
+        if rule.kind != "diff" or not any_t:
             return wrap(rule.f(xp, *primals, **params), None, top.level, B, bxp)
         out, tout = rule.jvp(xp, primals, tangents, **params)
     except AttributeError as exc:  # the backend lacks a function the rule needs
@@ -703,6 +782,17 @@ def apply(rule: Rule, arrays: tuple, params: dict) -> Any:
             raise err from exc
         raise
     return wrap(out, tout, top.level, B, bxp)
+
+
+def _param(v: Any) -> Any:
+    """A constant's array given as a parameter: a 0-d integer one is the Python int it
+    stands for (``axis=``, ``n=``), which every backend takes."""
+    if getattr(v, "ndim", None) == 0:
+        try:
+            return operator.index(v)
+        except TypeError:  # not an integer
+            pass
+    return v
 
 
 def _device_error(arrays: tuple) -> Exception | None:

@@ -196,7 +196,8 @@ def _call(cj: custom_jvp, nondiff: list, p_tree: Any, t_tree: Any) -> tuple:
         raise _errors.StructureError(
             f"the jvp rule of {cj.__name__} must return a pair (out, tangent_out), got {type(res).__name__}"
         )
-    return res[0], res[1]
+    # a rule written with ft.* on plain arrays returns constants of the namespace: their arrays
+    return _tree.map_tree(_core.bare, res[0]), _tree.map_tree(_core.bare, res[1])
 
 
 def _loop(cj: custom_jvp, nondiff: list, p_tree: Any, tdef: Any, tangents: list, n: int) -> tuple:

@@ -79,3 +79,14 @@ def missing_function(name: str, xp: object) -> NotDifferentiableError:
         f"the backend {backend} has no function {name!r}, which this operation needs; "
         "convert the arrays to a backend that has it (e.g. NumPy) for this step"
     )
+
+
+class DerivativeLostError(FwdTensorError, TypeError):
+    """A dual carrying a tangent was converted to something that cannot hold it."""
+
+
+def derivative_lost(what: str) -> DerivativeLostError:
+    return DerivativeLostError(
+        f"{what} of a DualTensor that carries a tangent: a derivative would be lost; "
+        "use d.primal to drop it on purpose (or keep computing with the fwdtensor namespace)"
+    )

@@ -220,7 +220,7 @@ class Fused:
                 traced[i] = ps
             out = self.f(*traced, **kwargs)
             leaves, treedef = _tree.flatten(out)
-            outputs = [self._output(tr, plan, leaf) for leaf in leaves]
+            outputs = [self._output(tr, plan, leaf, traced) for leaf in leaves]
         finally:
             _trace.stop(token)
         exprs = []
@@ -235,9 +235,11 @@ class Fused:
         origins += [(None, a) for a in tr.inputs[len(origins) :]]
         return kernel, (tr.inputs, outputs, treedef, origins)
 
-    def _output(self, tr: _trace.Trace, plan: _Plan, leaf: Any) -> tuple:
-        """``(primal expr, tangent expr or None, B)`` of one output; B is None for a plain array
-        and the dual's own batch count otherwise (as the eager dispatch set it)."""
+    def _output(self, tr: _trace.Trace, plan: _Plan, leaf: Any, traced: list) -> tuple:
+        """``(primal expr, tangent expr or None, B)`` of one output; B is the dual's own batch
+        count (as the eager dispatch set it), ``_CONST`` for a result computed from plain
+        arrays only (a constant of the namespace, as eagerly), None for a plain argument
+        returned as it is."""
         if type(leaf) is DualTensor:
             if type(leaf.primal) is DualTensor or leaf.level != plan.level:
                 raise FuseError(
@@ -253,7 +255,9 @@ class Fused:
         self._check(tr, p, tr.canon, "an output")
         if t is not None:
             self._check(tr, t, ("b", *tr.canon), "a tangent output")
-        return p.e, None if t is None else t.e, leaf._B if type(leaf) is DualTensor else None
+        if type(leaf) is DualTensor:
+            return p.e, None if t is None else t.e, leaf._B
+        return p.e, None, None if any(leaf is a for a in traced) else _CONST
 
     @staticmethod
     def _check(tr: _trace.Trace, s: _trace.Sym, roles: tuple, what: str) -> None:
@@ -280,9 +284,15 @@ class Fused:
             if B_out is None:
                 leaves.append(y)
                 continue
+            if B_out is _CONST:
+                leaves.append(_core.constant(y))
+                continue
             ty = None if ty is None else xp.reshape(ty, (B, *S))
             leaves.append(_core._make(y, ty, plan.level, B_out, xp))
         return _tree.unflatten(treedef, leaves)
+
+
+_CONST = -1  # the batch count of a constant output (see FusedFunction._output)
 
 
 def _signature(plan: _Plan, args: tuple, kwargs: dict) -> tuple | None:

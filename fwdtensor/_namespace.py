@@ -1,7 +1,8 @@
 """Turn the rule tables into the functions of the Array API namespace.
 
-Each function accepts duals, plain arrays and Python scalars where the standard does;
-with no dual among its inputs it returns exactly what the backend returns. A fwdtensor
+Each function accepts duals, plain arrays and Python scalars where the standard does,
+and returns the namespace's own arrays: duals, or constants (tangent None) where nothing
+is differentiated, integer and boolean results and plain inputs included. A fwdtensor
 dtype token given as ``dtype=`` becomes the backend's dtype before any backend call.
 Creation functions (rules with ``meta["creation"]``) pick their backend from their
 array arguments, else from ``device=``, else NumPy.
@@ -101,7 +102,7 @@ def _binder(rule: Rule) -> Callable[[tuple, dict], tuple[tuple, dict]]:
 
 
 def _creation(rule: Rule) -> Callable:
-    apply = _core.apply
+    apply, constant = _core.apply, _core.constant
     bind = _binder(rule)
 
     def fn(*args: Any, **kwargs: Any) -> Any:
@@ -115,7 +116,7 @@ def _creation(rule: Rule) -> Callable:
         if type(kwargs.get("dtype")) is DType:
             kwargs["dtype"] = kwargs["dtype"].on(xp)
         if top is None:
-            return rule.f(xp, *arrays, **kwargs)
+            return constant(rule.f(xp, *arrays, **kwargs))
         return apply(rule, arrays, kwargs)
 
     return fn

@@ -48,8 +48,10 @@ def get_memory_budget() -> int:
 
 # ------------------------------------------------------------------ helpers
 def _leaf_array(x: Any, what: str) -> Any:
-    """A primal leaf as an array (Python scalars become NumPy float64)."""
-    if type(x) is DualTensor or _backend.is_array(x):
+    """A primal leaf as an array (Python scalars become NumPy float64; constants their array)."""
+    if type(x) is DualTensor:
+        return _core.bare(x)
+    if _backend.is_array(x):
         return x
     if isinstance(x, (int, float, complex)) and not isinstance(x, bool):
         return _backend.as_array(x)
@@ -75,6 +77,7 @@ def _check_tangent_leaf(i: int, p: Any, t: Any, batched: bool) -> Any:
     xp = _innermost_ns(p)
     if t is None:
         return None
+    t = _core.bare(t)
     if not _backend.is_floating(xp, p.dtype):
         raise _errors.TangentError(
             f"primal {i} has dtype {p.dtype}: integer and boolean inputs are constants; "
@@ -104,20 +107,22 @@ def _check_tangent_leaf(i: int, p: Any, t: Any, batched: bool) -> Any:
     return _core.FT.reshape(t, (1, *want)) if type(t) is DualTensor else xp.reshape(t, (1, *want))
 
 
-def _unpack(leaf: Any, level: int, B: int) -> tuple[Any, Any]:
+def _unpack(leaf: Any, level: int, B: int, tdtype: Any = None) -> tuple[Any, Any]:
     """Primal and batched tangent of one output leaf at ``level`` (zeros if constant)."""
     if type(leaf) is DualTensor:
         if leaf.level == level:
             t = leaf._t
-            return leaf.primal, (_core.zeros_tangent(leaf, B) if t is None else _full_batch(leaf, t, B))
-        if leaf.level > level:
+            p = _core.bare(leaf.primal)  # constants of the namespace go back as their arrays
+            return p, (_zero_tangent(p, B, tdtype) if t is None else _full_batch(leaf, t, B))
+        if leaf.level > level and _core.carries_tangent(leaf):
             raise _errors.FwdTensorError(
                 "a dual of an inner transform escaped to an outer one; return its primal "
                 "(or call the inner transform inside the outer function)"
             )
-        return leaf, _core.zeros_tangent(leaf, B)
+        leaf = _core.bare(leaf)
+        return leaf, _zero_tangent(leaf, B, tdtype)
     if _backend.is_array(leaf):
-        return leaf, _core.zeros_tangent(leaf, B)
+        return leaf, _zero_tangent(leaf, B, tdtype)
     if isinstance(leaf, (int, float, complex)) and not isinstance(leaf, bool):
         arr = _backend.as_array(leaf)
         return arr, _core.zeros_tangent(arr, B)
@@ -125,6 +130,30 @@ def _unpack(leaf: Any, level: int, B: int) -> tuple[Any, Any]:
         f"the function returned a {type(leaf).__name__}; outputs must be arrays or nested "
         "tuples/lists/dicts of arrays"
     )
+
+
+def _zero_tangent(p: Any, B: int, tdtype: Any = None) -> Any:
+    """The zero tangent of an output that carries none: its own dtype when it is floating.
+
+    Integer and boolean outputs get zeros of ``tdtype``, the dtype of the input tangents
+    (promoted together), as their ``jacfwd`` blocks get the input's dtype; the backend's
+    default floating dtype when there is none.
+    """
+    xp = _innermost_ns(p)
+    if _backend.is_floating(xp, p.dtype):
+        return _core.zeros_tangent(p, B)
+    dt = _default_float(xp, p) if tdtype is None else tdtype
+    return xp.zeros((B, *p.shape), dtype=dt, device=array_api_compat.device(_innermost(p)))
+
+
+def _default_float(xp: Any, p: Any) -> Any:
+    """The default real floating dtype of ``xp`` on ``p``'s device (float64 where it exists)."""
+    try:
+        return xp.__array_namespace_info__().default_dtypes(device=array_api_compat.device(_innermost(p)))[
+            "real floating"
+        ]
+    except Exception:  # a namespace without inspection
+        return xp.float64
 
 
 def _full_batch(leaf: DualTensor, t: Any, B: int) -> Any:
@@ -179,7 +208,9 @@ def jvp(
     if has_aux:
         out, aux = _split_aux(out)
     o_leaves, o_def = _tree.flatten(out)
-    pairs = [_unpack(o, level, B) for o in o_leaves]
+    given = [t for t in t_leaves if t is not None]
+    tdtype = _innermost_ns(given[0]).result_type(*given) if given else None
+    pairs = [_unpack(o, level, B, tdtype) for o in o_leaves]
     outs = [_np.asarray(p) if isinstance(p, _np.generic) else p for p, _ in pairs]  # 0-d arrays, not scalars
     touts = [t if batched else t[0, ...] for _, t in pairs]
     res = (_tree.unflatten(o_def, outs), _tree.unflatten(o_def, touts))
@@ -240,8 +271,15 @@ def _split_aux(out: Any) -> tuple[Any, Any]:
 
 
 def _strip(tree: Any, level: int) -> Any:
-    """Aux outputs lose the tangents of this level (they are not differentiated)."""
-    return _tree.map_tree(lambda x: x.primal if type(x) is DualTensor and x.level == level else x, tree)
+    """Aux outputs lose the tangents of this level (they are not differentiated); constants
+    of the namespace become their arrays."""
+
+    def strip(x: Any) -> Any:
+        if type(x) is not DualTensor:
+            return x
+        return _core.bare(x.primal if x.level == level else x)
+
+    return _tree.map_tree(strip, tree)
 
 
 # ------------------------------------------------------------------- jacfwd
@@ -457,6 +495,8 @@ def _jacobian(
 ) -> tuple:
     """Value, Jacobian tree and aux of ``f`` at ``args``: seed, run in chunks, assemble."""
     nums, in_tree = _select(args, argnums, nums)
+    if type(in_tree) is DualTensor:
+        in_tree = _core.bare(in_tree)  # a constant input is its array
     if progress is False and (type(in_tree) is DualTensor or _backend.is_array(in_tree)):
         res = _jacobian_one_pass(f, args, kwargs, nums[0], in_tree, has_aux, chunk_size, holomorphic)
         if res is not None:
@@ -522,7 +562,7 @@ def _jacobian_one_pass(
         out, aux = _split_aux(out)
         aux = _strip(aux, level)
     if type(out) is DualTensor and out.level == level:  # one output array: no tree to walk
-        o, t = out.primal, out._t
+        o, t = _core.bare(out.primal), out._t
         if t is not None and t.shape[0] != n:
             t = _ns(t).broadcast_to(t, (n, *t.shape[1:]))
         return o, _plain(_block(t, o, x, 0, n)), aux
@@ -597,7 +637,7 @@ def _seed_chunk(x: Any, off: int, m: int, s: int, e: int, level: int) -> DualTen
 
 def _unpack_chunk(leaf: Any, level: int) -> tuple[Any, Any]:
     if type(leaf) is DualTensor and leaf.level == level:
-        return leaf.primal, leaf._t
+        return _core.bare(leaf.primal), leaf._t
     p, _ = _unpack(leaf, level, 1)  # validates the leaf; its tangent is zero
     return p, None
 

@@ -115,8 +115,16 @@ def _axpy(y: Any, terms: Sequence[tuple[float, Any]]) -> Any:
         if c == 0.0:
             continue
         ck = k * c
-        acc = ck if acc is None else ft.add(acc, ck)
-    return y if acc is None else ft.add(y, acc)
+        acc = ck if acc is None else _add(acc, ck)
+    return y if acc is None else _add(y, acc)
+
+
+def _add(a: Any, b: Any) -> Any:
+    """``a + b``: through the namespace where a dual takes part, else the backend's own
+    (the namespace would turn plain states into constants of fwdtensor)."""
+    if type(a) is DualTensor or type(b) is DualTensor:
+        return ft.add(a, b)
+    return _backend.namespace_of(a).add(a, b)
 
 
 def _stack(rows: list) -> Any:
@@ -278,6 +286,8 @@ def solve(
 
 def _finish(t_out: list[float], y_out: list, method: str, nfev: int, nsteps: int, nrej: int) -> Solution:
     y = _stack(y_out)
+    if not _core.carries_tangent(y):  # a right-hand side written with ft.* gives constants
+        y = _core.bare(y)
     inner = _innermost(y)
     xp = _backend.namespace_of(inner)
     t = xp.asarray(t_out, dtype=inner.dtype, device=array_api_compat.device(inner))

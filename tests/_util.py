@@ -44,9 +44,20 @@ class Backend:
         return to_numpy(a)
 
 
+def is_constant(a: Any) -> bool:
+    """True for a constant of the namespace: a dual with no tangent at any level."""
+    if not isinstance(a, ft.DualTensor):
+        return False
+    while isinstance(a, ft.DualTensor):
+        if a._t is not None:
+            return False
+        a = a.primal
+    return True
+
+
 def to_numpy(a: Any) -> np.ndarray:
     """Any backend array (or dual: its primal) as a NumPy array, copying from devices."""
-    if isinstance(a, ft.DualTensor):
+    while isinstance(a, ft.DualTensor):
         a = a.primal
     if isinstance(a, (int, float, complex, np.generic)):
         return np.asarray(a)

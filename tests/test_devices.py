@@ -436,7 +436,8 @@ HOST_ATTRS = {"shape", "ndim", "size", "bits", "itemsize", "nbytes", "kind", "en
 HOST_XP = {"isdtype", "can_cast", "finfo", "iinfo", "result_type", "__array_namespace_info__"}
 # explicit conversions a user asks for: float(dual), bool(dual), ...
 ALLOWED_FUNCTIONS = {
-    ("_core.py", n) for n in ("__bool__", "__float__", "__int__", "__complex__", "__index__")
+    ("_core.py", n)
+    for n in ("__bool__", "__float__", "__int__", "__complex__", "__index__", "item", "tolist", "__array__")
 }
 ALLOWED_FUNCTIONS.add(("_fused.py", "_kernel"))  # the CuPy-only kernels import CuPy, lazily
 BACKENDS = ("numpy", "cupy", "torch", "jax")

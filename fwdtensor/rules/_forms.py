@@ -4,8 +4,9 @@
   of ``(xp, x, y)`` or ``(xp, x1, x2, y)`` and the core multiplies by the tangent.
 - ``linear``: the function applied to the tangent (``sum``, ``reshape``, ``fft``); the
   rule's tangent function receives the tangent with its leading batch axis.
-- ``zero``: floating result, zero derivative (``floor``, ``sign``).
-- ``nondiff``: integer or boolean result, no tangent at all (comparisons, ``argmax``).
+- ``zero``: floating result, zero derivative (``floor``, ``sign``): a constant.
+- ``nondiff``: integer or boolean result (comparisons, ``argmax``): a constant of the
+  namespace, a dual with tangent None, so the namespace stays closed.
 - ``custom``: the whole ``(xp, primals, tangents, **params) -> (out, tangent_out)`` form.
 
 Tangents inside a rule always carry the batch axis first; ``None`` is a symbolic zero.
@@ -92,7 +93,7 @@ def zero(name: str, form: str = "unary", **kw: Any) -> Rule:
 
 
 def nondiff(name: str, form: str = "unary", **kw: Any) -> Rule:
-    """An integer or boolean result: a plain array, never a tangent."""
+    """An integer or boolean result: a constant of the namespace (tangent None), never a tangent."""
     f = {"unary": _primal1, "binary": _primal2}.get(form, _primal)(name)
     kw.setdefault("args", ("x1", "x2") if form == "binary" else ("x",))
     return Rule(name, form, "nondiff", f, **kw)

@@ -4,8 +4,9 @@ Differentiable: ``asarray`` of duals (nested sequences holding duals are stacked
 and ``full_like`` with a 0-d dual ``fill_value``, ``linspace`` in ``start`` and ``stop``
 (tangent ``(1 - s) dstart + s dstop`` with ``s = i / (num - 1)``, or ``i / num`` without
 the endpoint), ``meshgrid`` (linear). With no dual among its arguments a function returns
-the backend's own result; the backend is that of its array arguments, else the library
-of ``device=`` (a torch device, an array-api-strict ``Device``, a CuPy device), else NumPy.
+a constant of the namespace (a dual with tangent None) holding the backend's own result;
+the backend is that of its array arguments, else the library of ``device=`` (a torch
+device, an array-api-strict ``Device``, a CuPy device), else NumPy.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from .. import _core
 from .._backend import PY_SCALARS, is_array
 from .._core import DualTensor
 from .._dtypes import backend_for, to_backend
+from .._errors import derivative_lost
 from ._forms import Rule, custom
 from .data_types import cast_tangent, written
 
@@ -33,7 +35,7 @@ def asarray(obj: Any, /, *, dtype: Any = None, device: Any = None, copy: bool | 
     """``asarray`` that keeps duals: sequences holding duals become one stacked dual.
 
     Anything without a dual is the backend's own ``asarray`` (the library of the arrays
-    inside ``obj``, else of ``device``, else NumPy).
+    inside ``obj``, else of ``device``, else NumPy), returned as a constant dual.
 
     >>> import fwdtensor as ft
     >>> x = ft.DualTensor(2.0, 1.0)
@@ -49,7 +51,7 @@ def asarray(obj: Any, /, *, dtype: Any = None, device: Any = None, copy: bool | 
             raise ValueError("asarray(copy=False) cannot stack a sequence of duals without copying")
         return _stack(obj, dual, dtype, device)
     xp = backend_for(leaves, device)
-    return xp.asarray(obj, **_given(dtype=to_backend(dtype, xp), device=device, copy=copy))
+    return _core.constant(xp.asarray(obj, **_given(dtype=to_backend(dtype, xp), device=device, copy=copy)))
 
 
 def _leaves(obj: Any) -> Iterator[Any]:
@@ -207,12 +209,11 @@ def _meshgrid_jvp(xp: Any, primals: list, tangents: list, *, indexing: str = "xy
 def from_dlpack(x: Any, /, *, device: Any = None, copy: bool | None = None) -> Any:
     """The backend's ``from_dlpack``: the library of ``device``, else of ``x``, else NumPy."""
     if type(x) is DualTensor:
-        raise TypeError(
-            "from_dlpack cannot take a DualTensor: it holds two arrays; "
-            "import .primal and .tangent separately and rebuild the dual"
-        )
+        if _core.carries_tangent(x):
+            raise derivative_lost("from_dlpack")
+        x = _core.innermost(x)  # a constant exports its array
     xp = backend_for((x,), device)
-    return xp.from_dlpack(x, **_given(device=device, copy=copy))
+    return _core.constant(xp.from_dlpack(x, **_given(device=device, copy=copy)))
 
 
 # ----------------------------------------------------------------- the table
@@ -285,5 +286,5 @@ RULES: tuple[Rule, ...] = (
     _plain("ones_like", *_LIKE, like=True),
     _plain("zeros", *_SHAPED),
     _plain("zeros_like", *_LIKE, like=True),
-    written(from_dlpack, note="plain arrays only: a dual holds two buffers"),
+    written(from_dlpack, note="arrays and constants; a dual with a tangent raises DerivativeLostError"),
 )

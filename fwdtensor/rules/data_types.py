@@ -1,7 +1,7 @@
 """Data-type functions: ``astype`` (a rule) and the dtype inspection functions.
 
-``astype`` keeps the tangent through floating and complex casts and drops it for integer
-and boolean results. Complex to real: NumPy and torch keep the real part of the primal
+``astype`` keeps the tangent through floating and complex casts; integer and boolean
+results are constants (no tangent). Complex to real: NumPy and torch keep the real part of the primal
 (array-api-strict refuses the cast), so the tangent keeps its real part too. The other
 functions of the chapter look at dtypes only; they live in ``fwdtensor/_dtypes.py`` and
 appear here as rows so the namespace and the coverage table list them.

@@ -1,5 +1,5 @@
 """Searching functions: ``where`` carries tangents from both branches; the rest return indices
-or counts (plain integer arrays, no tangent)."""
+or counts (integer constants of the namespace, no tangent)."""
 
 from __future__ import annotations
 

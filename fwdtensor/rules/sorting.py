@@ -3,8 +3,8 @@
 ``sort`` is a permutation of its input, so its tangent is the tangent permuted the same
 way (``take_along_axis`` with ``argsort``, stable or not, ascending or descending).
 ``unique_*`` return a ``values`` dual whose tangent is the input's tangent at the first
-occurrence of each value; indices, inverse indices and counts are plain integer arrays,
-in the backend's own result types.
+occurrence of each value; indices, inverse indices and counts are integer constants, in
+the backend's own result types.
 """
 
 from __future__ import annotations
