@@ -67,7 +67,9 @@ class DualTensor:
     5.5
     """
 
-    __slots__ = ("primal", "_t", "level", "_B", "xp", "_bxp", "_owned")
+    # ``_link`` (a view's ``(base, key)``) and ``_views`` (weak references to the views of a
+    # dual) are set only on duals that indexing made or indexed; readers use getattr.
+    __slots__ = ("primal", "_t", "level", "_B", "xp", "_bxp", "_owned", "_link", "_views", "__weakref__")
     # NumPy and torch hand mixed operations to our reflected operators only with these.
     __array_ufunc__ = None
     __array_priority__ = 1000
@@ -78,7 +80,10 @@ class DualTensor:
     _B: int  # 0 for a single direction (stored as B == 1), else the number of directions
     xp: ModuleType  # namespace to compute the primal with (fwdtensor's when it is nested)
     _bxp: ModuleType  # namespace of the innermost backend arrays
-    _owned: bool  # True once the tangent buffer is private to this dual (copy-on-write)
+    # True while primal and tangent are private to this dual, so a write may go in place.
+    # False for every new dual (its buffers may be the caller's or another dual's): the
+    # first write copies both, and handing the buffers to a rule makes them shared again.
+    _owned: bool
 
     def __init__(self, primal: Any, tangent: Any = None, *, batched: bool = False) -> None:
         if type(primal) is DualTensor:
@@ -322,8 +327,8 @@ class DualTensor:
     def __invert__(self):
         return unary(R.bitwise_invert, self)  # noqa: E704
 
-    # In-place operators rebind this dual's primal and tangent to the result (arrays are
-    # never written through, so a tangent shared with another dual stays intact).
+    # In-place operators compute the result, then rebind this dual to it; a view, or a dual
+    # with live views, writes the result into its buffers instead (NumPy semantics).
     def __iadd__(self, other):
         return self._inplace(self + other)  # noqa: E704
 
@@ -364,8 +369,8 @@ class DualTensor:
         return self._inplace(self >> other)  # noqa: E704
 
     def _inplace(self, r: Any) -> Any:
-        if type(r) is not DualTensor or r.level != self.level:
-            return r  # a higher-level (or plain) result: Python rebinds the name to it
+        if type(r) is not DualTensor or r.level < self.level:
+            return r  # a plain result: Python rebinds the name to it
         if r.shape != self.shape:
             raise ValueError(f"in-place operation would change the shape from {self.shape} to {r.shape}")
         if r.dtype != self.dtype:
@@ -373,8 +378,32 @@ class DualTensor:
                 f"in-place operation would change the dtype from {self.dtype} to {r.dtype}; "
                 "the standard does not allow that, write x = x op y instead"
             )
+        if r.level > self.level or getattr(self, "_link", None) is not None or getattr(self, "_views", None):
+            FT._setitem(self, Ellipsis, r)  # reaches the base of a view and the views of a base
+            return self
         self.primal, self._t, self._B, self.xp, self._owned = r.primal, r._t, r._B, r.xp, False
         return self
+
+    # ------------------------------------------------------- copying, pickling
+    def __copy__(self) -> DualTensor:
+        """An independent dual: both share the buffers until either is written (copy-on-write)."""
+        root = self
+        while getattr(root, "_link", None) is not None:
+            root = root._link[0]
+        root._owned = self._owned = False
+        return _make(self.primal, self._t, self.level, self._B, self._bxp)
+
+    def __deepcopy__(self, memo: dict) -> DualTensor:
+        import copy
+
+        p = copy.deepcopy(self.primal, memo)
+        d = _make(p, copy.deepcopy(self._t, memo), self.level, self._B, self._bxp)
+        d._owned = True
+        return d
+
+    def __reduce__(self) -> tuple:
+        # The namespaces are modules (not picklable): they are found again from the arrays.
+        return (_rebuild, (self.primal, self._t, self.level, self._B))
 
     # --------------------------------------------------------------- indexing
     def __getitem__(self, key: Any) -> Any:
@@ -410,6 +439,13 @@ def _make(p: Any, t: Any, level: int, B: int, bxp: ModuleType) -> DualTensor:
     d.xp = FT if type(p) is DualTensor else bxp
     d._bxp = bxp
     d._owned = False
+    return d
+
+
+def _rebuild(p: Any, t: Any, level: int, B: int) -> DualTensor:
+    """A dual from its pickled state: the backend namespace is derived from the primal again."""
+    d = _make(p, t, level, B, namespace_of(innermost(p)))
+    d._owned = True  # unpickled buffers belong to this dual alone
     return d
 
 
@@ -528,6 +564,8 @@ def unary(rule: Rule, x: Any) -> Any:
     p = x.primal
     y = (rule.cache.get(xp) or _fn(rule, xp))(p)
     t = x._t
+    if x._owned:  # the result may share x's buffers: x's next write copies them
+        x._owned = False
     kind = rule.kind
     if kind == "nondiff":
         return y
@@ -587,6 +625,10 @@ def binary(rule: Rule, a: Any, b: Any) -> Any:
 
     xp = FT if (type(pa) is DualTensor or type(pb) is DualTensor) else bxp
     y = (rule.cache.get(xp) or _fn(rule, xp))(pa, pb)
+    if type(a) is DualTensor:  # the result may share a's buffers: a's next write copies them
+        a._owned = False
+    if type(b) is DualTensor:
+        b._owned = False
     kind = rule.kind
     if kind == "nondiff":
         return y
@@ -650,6 +692,7 @@ def split(arrays: tuple, top: DualTensor) -> tuple[list, list, int, ModuleType, 
                 raise _errors.backend_mismatch(top.primal, a.primal)
             if a.level == level:
                 p, t = a.primal, a._t
+                a._owned = False  # the result may share a's buffers: a's next write copies
                 B = B if B >= a._B else a._B
                 any_t = any_t or t is not None
             else:

@@ -1,0 +1,72 @@
+"""Which arrays may share memory, per backend: results never alias the caller's inputs.
+
+The transforms copy an output only when it may share memory with an input, so a fresh
+result costs nothing. Where a backend cannot say, identity is the test (Dask arrays and
+other backends without writable views share nothing else).
+"""
+
+from __future__ import annotations
+
+from types import ModuleType
+from typing import Any
+
+import array_api_compat
+
+from ._backend import PY_SCALARS, namespace_of
+
+
+def _leaves(x: Any, out: list) -> list:
+    """The backend arrays inside ``x`` (a dual holds a primal and a tangent, maybe duals)."""
+    if x is None or type(x) in PY_SCALARS:
+        return out
+    if hasattr(x, "_bxp") and hasattr(x, "primal"):  # a DualTensor (no import of _core here)
+        _leaves(x.primal, out)
+        _leaves(getattr(x, "_t", None), out)
+        return out
+    out.append(x)
+    return out
+
+
+def has_views(xp: ModuleType) -> bool:
+    """True for backends whose basic indexing returns views that write through to their base."""
+    return bool(
+        array_api_compat.is_numpy_namespace(xp)
+        or array_api_compat.is_cupy_namespace(xp)
+        or array_api_compat.is_torch_namespace(xp)
+        or array_api_compat.is_array_api_strict_namespace(xp)
+    )
+
+
+def _pair_may_share(a: Any, b: Any) -> bool:
+    if a is b:
+        return True
+    ta, tb = type(a), type(b)
+    if ta is not tb:
+        return False
+    xp = namespace_of(a)
+    if array_api_compat.is_array_api_strict_namespace(xp):
+        a, b, xp = a._array, b._array, array_api_compat.numpy
+    if array_api_compat.is_numpy_namespace(xp):
+        import numpy as np
+
+        return bool(np.may_share_memory(a, b))
+    if array_api_compat.is_torch_namespace(xp):
+        if a.numel() == 0 or b.numel() == 0:
+            return False
+        return a.untyped_storage().data_ptr() == b.untyped_storage().data_ptr()
+    if array_api_compat.is_cupy_namespace(xp):
+        import cupy  # type: ignore[import-not-found]
+
+        return bool(cupy.may_share_memory(a, b))
+    return False  # other backends: only identity shares (checked above)
+
+
+def may_share(a: Any, b: Any) -> bool:
+    """True when some array inside ``a`` may share memory with some array inside ``b``."""
+    la, lb = _leaves(a, []), _leaves(b, [])
+    return any(_pair_may_share(x, y) for x in la for y in lb)
+
+
+def copy_array(x: Any) -> Any:
+    """A private copy of a backend array."""
+    return namespace_of(x).asarray(x, copy=True)
