@@ -11,19 +11,23 @@ from types import ModuleType
 from typing import Any
 
 import array_api_compat
+import numpy as np
 
 from ._backend import PY_SCALARS, namespace_of
 
 
 def _leaves(x: Any, out: list) -> list:
     """The backend arrays inside ``x`` (a dual holds a primal and a tangent, maybe duals)."""
-    if x is None or type(x) in PY_SCALARS:
-        return out
-    if hasattr(x, "_bxp") and hasattr(x, "primal"):  # a DualTensor (no import of _core here)
+    tx = type(x)
+    if tx is np.ndarray:
+        out.append(x)
+    elif x is None or tx in PY_SCALARS:
+        pass
+    elif tx.__name__ == "DualTensor" and hasattr(x, "_bxp"):  # no import of _core here
         _leaves(x.primal, out)
-        _leaves(getattr(x, "_t", None), out)
-        return out
-    out.append(x)
+        _leaves(x._t, out)
+    else:
+        out.append(x)
     return out
 
 
@@ -43,12 +47,12 @@ def _pair_may_share(a: Any, b: Any) -> bool:
     ta, tb = type(a), type(b)
     if ta is not tb:
         return False
+    if ta is np.ndarray:  # the common case, first: two arrays that own their data are apart
+        return (a.base is not None or b.base is not None) and bool(np.may_share_memory(a, b))
     xp = namespace_of(a)
     if array_api_compat.is_array_api_strict_namespace(xp):
         a, b, xp = a._array, b._array, array_api_compat.numpy
     if array_api_compat.is_numpy_namespace(xp):
-        import numpy as np
-
         return bool(np.may_share_memory(a, b))
     if array_api_compat.is_torch_namespace(xp):
         if a.numel() == 0 or b.numel() == 0:
@@ -63,8 +67,20 @@ def _pair_may_share(a: Any, b: Any) -> bool:
 
 def may_share(a: Any, b: Any) -> bool:
     """True when some array inside ``a`` may share memory with some array inside ``b``."""
-    la, lb = _leaves(a, []), _leaves(b, [])
-    return any(_pair_may_share(x, y) for x in la for y in lb)
+    return may_share_any(a, _leaves(b, []))
+
+
+def may_share_any(a: Any, arrays: list) -> bool:
+    """True when some array inside ``a`` may share memory with one of the backend ``arrays``."""
+    return any(_pair_may_share(x, y) for x in _leaves(a, []) for y in arrays)
+
+
+def leaves(xs: list) -> list:
+    """The backend arrays inside the values ``xs`` (duals are opened, scalars and None dropped)."""
+    out: list = []
+    for x in xs:
+        _leaves(x, out)
+    return out
 
 
 def copy_array(x: Any) -> Any:
