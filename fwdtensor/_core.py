@@ -449,6 +449,15 @@ def _rebuild(p: Any, t: Any, level: int, B: int) -> DualTensor:
     return d
 
 
+def share(x: DualTensor) -> None:
+    """Mark ``x``'s buffers as shared (a result holds them): its next write, or its base's
+    when it is a view, copies first instead of writing in place."""
+    while x is not None:
+        x._owned = False
+        link = getattr(x, "_link", None)
+        x = None if link is None else link[0]
+
+
 def make_dual(p: Any, t: Any, level: int, B: int, bxp: ModuleType) -> Any:
     """A result of a rule: a dual, or a plain array when it is not floating-point.
 
@@ -584,6 +593,8 @@ def unary(rule: Rule, x: Any) -> Any:
             else:
                 t = _times(xp, t, d)
         if t is not None:
+            if t is x._t:  # the result hands on x's tangent buffer
+                share(x)
             return _make(y, t, x.level, x._B, x._bxp)
     return make_dual(y, None, x.level, x._B, x._bxp)
 
@@ -647,7 +658,10 @@ def binary(rule: Rule, a: Any, b: Any) -> Any:
             )
             return _make(y, t, level, B, bxp)
         if ta is not None:
-            t = _times(xp, ta if ta.ndim == nd else align(xp, ta, nd - 1), rule.d1(xp, pa, pb, y))
+            d = rule.d1(xp, pa, pb, y)
+            t = _times(xp, ta if ta.ndim == nd else align(xp, ta, nd - 1), d)
+            if d is ONE:  # the result hands on a's tangent buffer
+                share(a)
         if tb is not None:
             tb = tb if tb.ndim == nd else align(xp, tb, nd - 1)
             d = rule.d2(xp, pa, pb, y)
@@ -656,6 +670,8 @@ def binary(rule: Rule, a: Any, b: Any) -> Any:
             else:
                 t2 = _times(xp, tb, d)
                 if t2 is not None:
+                    if d is ONE and t is None:
+                        share(b)
                     t = t2 if t is None else xp.add(t, t2)
     if t is None:
         return make_dual(y, None, level, B, bxp)
@@ -736,6 +752,9 @@ def apply(rule: Rule, arrays: tuple, params: dict) -> Any:
         if rule.kind == "zero" or not any_t:
             return wrap(rule.f(xp, *primals, **params), None, top.level, B, bxp)
         out, tout = rule.jvp(xp, primals, tangents, **params)
+        for a, t in zip(arrays, tangents):
+            if t is not None and t is tout:  # the result hands on a's tangent buffer (astype)
+                share(a)
     except AttributeError as exc:  # the backend lacks a function the rule needs
         if isinstance(getattr(exc, "obj", None), ModuleType):
             raise _errors.missing_function(exc.name, exc.obj) from exc

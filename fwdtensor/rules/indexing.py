@@ -149,12 +149,15 @@ def getitem(x: DualTensor, key: Any) -> Any:
     key = _as_tuple(key)
     y = x.primal[key]
     t = x._t
+    basic = all(type(k) in _BASIC for k in key)
     if t is None:
         y = _core.make_dual(y, None, x.level, x._B, x._bxp)
+        if type(y) is not DualTensor:
+            return y
     else:
-        t = _index_tangent(x._bxp, t, key, tuple(x.shape), tuple(y.shape))
+        t = t[batch_key(key)] if basic else _index_tangent(x._bxp, t, key, tuple(x.shape), tuple(y.shape))
         y = _core._make(y, t, x.level, x._B, x._bxp)
-    if type(y) is DualTensor and not any(_is_advanced(k) for k in key):
+    if basic:
         _link(y, x, key)
     return y
 
@@ -163,11 +166,13 @@ def _link(view: DualTensor, base: DualTensor, key: tuple) -> None:
     """Record that ``view`` is ``base[key]`` (basic key), so writes and rebinding reach both."""
     view._link = (base, key)
     view._owned = True  # it shares its base's buffers: writes go through the base
-    views = getattr(base, "_views", None)
-    if views is None:
+    try:
+        views = base._views
+    except AttributeError:
         base._views = [weakref.ref(view)]
         return
-    if len(views) >= 16 and len(views) & (len(views) - 1) == 0:  # prune dead views now and then
+    n = len(views)
+    if n >= 16 and n & (n - 1) == 0:  # prune dead views now and then (amortised)
         views[:] = [r for r in views if r() is not None]
     views.append(weakref.ref(view))
 
