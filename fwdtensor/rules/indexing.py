@@ -221,8 +221,7 @@ def _prepare(x: DualTensor, level: int, B: int, tv: Any, plevel: int) -> None:
     """
     link = getattr(x, "_link", None)
     if link is not None and _memory.has_views(x._bxp):
-        _prepare(link[0], level, B, tv, plevel)
-        _derive(x)
+        _prepare(link[0], level, B, tv, plevel)  # a change re-derives the base's views, x among them
         return
     changed = False
     if level > x.level:
