@@ -292,5 +292,3 @@ def test_setitem_inner_dual_into_outer_array_nests():
     np.testing.assert_array_equal(inner.primal, [2.0, 0.0, 0.0])
     np.testing.assert_array_equal(inner.tangent, [0.0, 1.0, 1.0])
     np.testing.assert_array_equal(seen["t"], [6.0, 0.0, 0.0])
-
-
