@@ -41,6 +41,12 @@ def has_views(xp: ModuleType) -> bool:
     )
 
 
+def refuses_overlap(xp: ModuleType) -> bool:
+    """True for backends whose assignment fails or is undefined when source and target overlap
+    (NumPy copies the source first; PyTorch raises; CuPy does not promise a result)."""
+    return bool(array_api_compat.is_torch_namespace(xp) or array_api_compat.is_cupy_namespace(xp))
+
+
 def _pair_may_share(a: Any, b: Any) -> bool:
     if a is b:
         return True

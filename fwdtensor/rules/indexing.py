@@ -326,6 +326,9 @@ def setitem(x: DualTensor, key: Any, value: Any) -> None:
         return
     level, B = (value.level, value._B) if higher else (x.level, 0)
     _prepare(x, level, B, tv, _level(pv))
+    if _memory.refuses_overlap(x._bxp) and _memory.may_share(x, value):  # x[1:] = x[:-1] on torch
+        pv = _memory.copy_array(pv) if _backend.is_array(pv) else pv
+        tv = _memory.copy_array(tv) if _backend.is_array(tv) else tv
     x.primal[key] = pv  # the backend checks the key, shapes and dtypes first
     if x._t is not None:
         _write_tangent(x, key, tv, tuple(x.primal[key].shape))
