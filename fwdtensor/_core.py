@@ -371,6 +371,9 @@ class DualTensor:
     def _inplace(self, r: Any) -> Any:
         if type(r) is not DualTensor or r.level < self.level:
             return r  # a plain result: Python rebinds the name to it
+        through = getattr(self, "_link", None) is not None or getattr(self, "_views", None)
+        if r.level > self.level and not through:
+            return r  # a dual of an inner transform: Python rebinds the name to it
         if r.shape != self.shape:
             raise ValueError(f"in-place operation would change the shape from {self.shape} to {r.shape}")
         if r.dtype != self.dtype:
@@ -378,7 +381,7 @@ class DualTensor:
                 f"in-place operation would change the dtype from {self.dtype} to {r.dtype}; "
                 "the standard does not allow that, write x = x op y instead"
             )
-        if r.level > self.level or getattr(self, "_link", None) is not None or getattr(self, "_views", None):
+        if through:
             FT._setitem(self, Ellipsis, r)  # reaches the base of a view and the views of a base
             return self
         self.primal, self._t, self._B, self.xp, self._owned = r.primal, r._t, r._B, r.xp, False

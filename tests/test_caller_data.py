@@ -465,3 +465,16 @@ def test_overlapping_write_of_a_view_of_itself(backend):
     x[1:] = x[:-1]
     np.testing.assert_array_equal(to_numpy(x.primal), [0.5, 0.5, 1.0, 2.0, 3.0])
     np.testing.assert_array_equal(to_numpy(x.tangent), [0.0, 0.0, 10.0, 20.0, 30.0])
+
+
+def test_inplace_operator_on_a_base_reaches_its_views(backend):
+    # main: y += ... rebound y, so the view kept the old value and tangent
+    def f(x):
+        y = x * 1.0
+        v = y[1:]
+        y += x * x
+        return v
+
+    x0 = _x(backend, n=3)
+    J = to_numpy(ft.jacfwd(f)(backend.asarray(x0)))
+    np.testing.assert_allclose(J, np.diag(1.0 + 2.0 * x0)[1:], rtol=1e-13)
