@@ -14,6 +14,7 @@ import array_api_compat
 import numpy as np
 
 from ._backend import PY_SCALARS, namespace_of
+from ._core import DualTensor
 
 
 def _leaves(x: Any, out: list) -> list:
@@ -23,7 +24,7 @@ def _leaves(x: Any, out: list) -> list:
         out.append(x)
     elif x is None or tx in PY_SCALARS:
         pass
-    elif tx.__name__ == "DualTensor" and hasattr(x, "_bxp"):  # no import of _core here
+    elif tx is DualTensor:
         _leaves(x.primal, out)
         _leaves(x._t, out)
     else:
