@@ -32,20 +32,32 @@ def _leaves(x: Any, out: list) -> list:
     return out
 
 
+_HAS_VIEWS: dict[ModuleType, bool] = {}
+_REFUSES_OVERLAP: dict[ModuleType, bool] = {}
+
+
 def has_views(xp: ModuleType) -> bool:
     """True for backends whose basic indexing returns views that write through to their base."""
-    return bool(
-        array_api_compat.is_numpy_namespace(xp)
-        or array_api_compat.is_cupy_namespace(xp)
-        or array_api_compat.is_torch_namespace(xp)
-        or array_api_compat.is_array_api_strict_namespace(xp)
-    )
+    ok = _HAS_VIEWS.get(xp)
+    if ok is None:
+        ok = _HAS_VIEWS[xp] = bool(
+            array_api_compat.is_numpy_namespace(xp)
+            or array_api_compat.is_cupy_namespace(xp)
+            or array_api_compat.is_torch_namespace(xp)
+            or array_api_compat.is_array_api_strict_namespace(xp)
+        )
+    return ok
 
 
 def refuses_overlap(xp: ModuleType) -> bool:
     """True for backends whose assignment fails or is undefined when source and target overlap
     (NumPy copies the source first; PyTorch raises; CuPy does not promise a result)."""
-    return bool(array_api_compat.is_torch_namespace(xp) or array_api_compat.is_cupy_namespace(xp))
+    no = _REFUSES_OVERLAP.get(xp)
+    if no is None:
+        no = _REFUSES_OVERLAP[xp] = bool(
+            array_api_compat.is_torch_namespace(xp) or array_api_compat.is_cupy_namespace(xp)
+        )
+    return no
 
 
 def _pair_may_share(a: Any, b: Any) -> bool:
