@@ -478,3 +478,11 @@ def test_inplace_operator_on_a_base_reaches_its_views(backend):
     x0 = _x(backend, n=3)
     J = to_numpy(ft.jacfwd(f)(backend.asarray(x0)))
     np.testing.assert_allclose(J, np.diag(1.0 + 2.0 * x0)[1:], rtol=1e-13)
+
+
+def test_sparse_value_owns_its_memory():
+    # main: value_and_jacfwd(..., sparsity=...) handed back the input itself for f = identity
+    x = np.arange(4.0)
+    v, J = ft.value_and_jacfwd(lambda z: z, sparsity="detect")(x)
+    assert not np.shares_memory(v, x)
+    np.testing.assert_array_equal(J.toarray(), np.eye(4))
