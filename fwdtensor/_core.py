@@ -70,7 +70,9 @@ class DualTensor:
     5.5
     """
 
-    __slots__ = ("primal", "_t", "level", "_B", "xp", "_bxp", "_owned")
+    # ``_link`` (a view's ``(base, key)``) and ``_views`` (weak references to the views of a
+    # dual) are set only on duals that indexing made or indexed; readers use getattr.
+    __slots__ = ("primal", "_t", "level", "_B", "xp", "_bxp", "_owned", "_link", "_views", "__weakref__")
     # NumPy and torch hand mixed operations to our reflected operators only with these.
     __array_ufunc__ = None
     __array_priority__ = 1000
@@ -81,7 +83,10 @@ class DualTensor:
     _B: int  # 0 for a single direction (stored as B == 1), else the number of directions
     xp: ModuleType  # namespace to compute the primal with (fwdtensor's when it is nested)
     _bxp: ModuleType  # namespace of the innermost backend arrays
-    _owned: bool  # True once the tangent buffer is private to this dual (copy-on-write)
+    # True while primal and tangent are private to this dual, so a write may go in place.
+    # False for every new dual (its buffers may be the caller's or another dual's): the
+    # first write copies both, and handing the buffers to a rule makes them shared again.
+    _owned: bool
 
     def __init__(self, primal: Any, tangent: Any = None, *, batched: bool = False) -> None:
         if type(primal) is DualTensor:
@@ -344,8 +349,8 @@ class DualTensor:
     def __invert__(self):
         return unary(R.bitwise_invert, self)  # noqa: E704
 
-    # In-place operators rebind this dual's primal and tangent to the result (arrays are
-    # never written through, so a tangent shared with another dual stays intact).
+    # In-place operators compute the result, then rebind this dual to it; a view, or a dual
+    # with live views, writes the result into its buffers instead (NumPy semantics).
     def __iadd__(self, other):
         return self._inplace(self + other)  # noqa: E704
 
@@ -386,8 +391,11 @@ class DualTensor:
         return self._inplace(self >> other)  # noqa: E704
 
     def _inplace(self, r: Any) -> Any:
-        if type(r) is not DualTensor or r.level != self.level:
-            return r  # a higher-level (or plain) result: Python rebinds the name to it
+        if type(r) is not DualTensor or r.level < self.level:
+            return r  # a plain result: Python rebinds the name to it
+        through = getattr(self, "_link", None) is not None or getattr(self, "_views", None)
+        if r.level > self.level and not through:
+            return r  # a dual of an inner transform: Python rebinds the name to it
         if r.shape != self.shape:
             raise ValueError(f"in-place operation would change the shape from {self.shape} to {r.shape}")
         if r.dtype != self.dtype:
@@ -395,8 +403,32 @@ class DualTensor:
                 f"in-place operation would change the dtype from {self.dtype} to {r.dtype}; "
                 "the standard does not allow that, write x = x op y instead"
             )
+        if through:
+            FT._setitem(self, Ellipsis, r)  # reaches the base of a view and the views of a base
+            return self
         self.primal, self._t, self._B, self.xp, self._owned = r.primal, r._t, r._B, r.xp, False
         return self
+
+    # ------------------------------------------------------- copying, pickling
+    def __copy__(self) -> DualTensor:
+        """An independent dual: both share the buffers until either is written (copy-on-write)."""
+        root = self
+        while getattr(root, "_link", None) is not None:
+            root = root._link[0]
+        root._owned = self._owned = False
+        return _make(self.primal, self._t, self.level, self._B, self._bxp)
+
+    def __deepcopy__(self, memo: dict) -> DualTensor:
+        import copy
+
+        p = copy.deepcopy(self.primal, memo)
+        d = _make(p, copy.deepcopy(self._t, memo), self.level, self._B, self._bxp)
+        d._owned = True
+        return d
+
+    def __reduce__(self) -> tuple:
+        # The namespaces are modules (not picklable): they are found again from the arrays.
+        return (_rebuild, (self.primal, self._t, self.level, self._B))
 
     # --------------------------------------------------------------- indexing
     def __getitem__(self, key: Any) -> Any:
@@ -436,6 +468,22 @@ def _make(p: Any, t: Any, level: int, B: int, bxp: ModuleType) -> DualTensor:
     d._bxp = bxp
     d._owned = False
     return d
+
+
+def _rebuild(p: Any, t: Any, level: int, B: int) -> DualTensor:
+    """A dual from its pickled state: the backend namespace is derived from the primal again."""
+    d = _make(p, t, level, B, namespace_of(innermost(p)))
+    d._owned = True  # unpickled buffers belong to this dual alone
+    return d
+
+
+def share(x: DualTensor) -> None:
+    """Mark ``x``'s buffers as shared (a result holds them): its next write, or its base's
+    when it is a view, copies first instead of writing in place."""
+    while x is not None:
+        x._owned = False
+        link = getattr(x, "_link", None)
+        x = None if link is None else link[0]
 
 
 def make_dual(p: Any, t: Any, level: int, B: int, bxp: ModuleType) -> DualTensor:
@@ -605,6 +653,8 @@ def unary(rule: Rule, x: Any) -> Any:
     p = x.primal
     y = (rule.cache.get(xp) or _fn(rule, xp))(p)
     t = x._t
+    if x._owned:  # the result may share x's buffers: x's next write copies them
+        x._owned = False
     kind = rule.kind
     if t is not None and kind == "diff":
         jvp = rule.jvp
@@ -621,6 +671,8 @@ def unary(rule: Rule, x: Any) -> Any:
             else:
                 t = _times(xp, t, d)
         if t is not None:
+            if t is x._t:  # the result hands on x's tangent buffer
+                share(x)
             return _make(y, t, x.level, x._B, x._bxp)
     return _make(y, None, x.level, x._B, x._bxp)
 
@@ -666,6 +718,10 @@ def binary(rule: Rule, a: Any, b: Any) -> Any:
 
     xp = FT if (type(pa) is DualTensor or type(pb) is DualTensor) else bxp
     y = (rule.cache.get(xp) or _fn(rule, xp))(pa, pb)
+    if type(a) is DualTensor:  # the result may share a's buffers: a's next write copies them
+        a._owned = False
+    if type(b) is DualTensor:
+        b._owned = False
     kind = rule.kind
     t = None
     if kind == "diff":
@@ -682,7 +738,10 @@ def binary(rule: Rule, a: Any, b: Any) -> Any:
             )
             return _make(y, t, level, B, bxp)
         if ta is not None:
-            t = _times(xp, ta if ta.ndim == nd else align(xp, ta, nd - 1), rule.d1(xp, pa, pb, y))
+            d = rule.d1(xp, pa, pb, y)
+            t = _times(xp, ta if ta.ndim == nd else align(xp, ta, nd - 1), d)
+            if d is ONE:  # the result hands on a's tangent buffer
+                share(a)
         if tb is not None:
             tb = tb if tb.ndim == nd else align(xp, tb, nd - 1)
             d = rule.d2(xp, pa, pb, y)
@@ -691,6 +750,8 @@ def binary(rule: Rule, a: Any, b: Any) -> Any:
             else:
                 t2 = _times(xp, tb, d)
                 if t2 is not None:
+                    if d is ONE and t is None:
+                        share(b)
                     t = t2 if t is None else xp.add(t, t2)
     if t is None:
         return _make(y, None, level, B, bxp)
@@ -727,6 +788,7 @@ def split(arrays: tuple, top: DualTensor) -> tuple[list, list, int, ModuleType, 
                 raise _errors.backend_mismatch(top.primal, a.primal)
             if a.level == level:
                 p, t = a.primal, a._t
+                a._owned = False  # the result may share a's buffers: a's next write copies
                 B = B if B >= a._B else a._B
                 any_t = any_t or t is not None
             else:
@@ -772,6 +834,9 @@ def apply(rule: Rule, arrays: tuple, params: dict) -> Any:
         if rule.kind != "diff" or not any_t:
             return wrap(rule.f(xp, *primals, **params), None, top.level, B, bxp)
         out, tout = rule.jvp(xp, primals, tangents, **params)
+        for a, t in zip(arrays, tangents):
+            if t is not None and t is tout:  # the result hands on a's tangent buffer (astype)
+                share(a)
     except AttributeError as exc:  # the backend lacks a function the rule needs
         if isinstance(getattr(exc, "obj", None), ModuleType):
             raise _errors.missing_function(exc.name, exc.obj) from exc

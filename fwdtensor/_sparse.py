@@ -264,7 +264,10 @@ class SparseJacobian:
 
     def value_and_jacobian(self, *args: Any, **kwargs: Any) -> tuple:
         """``(value, jacobian)`` from one pass (``((value, aux), jacobian)`` with ``has_aux``)."""
+        from ._transforms import _fresh_tree
+
         (value, aux), jac = self._run(args, kwargs)
+        value, aux = _fresh_tree((value, aux), _tree.flatten((args, kwargs))[0])  # results own their memory
         return ((value, aux), jac) if self.has_aux else (value, jac)
 
     # --------------------------------------------------------------- one call

@@ -15,7 +15,7 @@ from typing import Any
 import array_api_compat
 import numpy as _np
 
-from . import _backend, _batched, _core, _errors, _progress, _tree
+from . import _backend, _batched, _core, _errors, _memory, _progress, _tree
 from ._core import DualTensor
 from ._levels import new_level
 
@@ -196,6 +196,7 @@ def jvp(
     p_leaves, p_def = _tree.flatten(list(primals))
     t_leaves, t_def = _flatten_tangents(tangents, p_def)
     p_leaves = [_leaf_array(p, f"primal {i}") for i, p in enumerate(p_leaves)]
+    ins = p_leaves + t_leaves  # the caller's buffers, which no output may share
     t_leaves = [_check_tangent_leaf(i, p, t, batched) for i, (p, t) in enumerate(zip(p_leaves, t_leaves))]
     sizes = {int(t.shape[0]) for t in t_leaves if t is not None}
     if len(sizes) > 1:
@@ -213,8 +214,29 @@ def jvp(
     pairs = [_unpack(o, level, B, tdtype) for o in o_leaves]
     outs = [_np.asarray(p) if isinstance(p, _np.generic) else p for p, _ in pairs]  # 0-d arrays, not scalars
     touts = [t if batched else t[0, ...] for _, t in pairs]
-    res = (_tree.unflatten(o_def, outs), _tree.unflatten(o_def, touts))
-    return (*res, _strip(aux, level)) if has_aux else res
+    res = (_tree.unflatten(o_def, _fresh(outs, ins)), _tree.unflatten(o_def, _fresh(touts, ins)))
+    return (*res, _fresh_tree(_strip(aux, level), ins)) if has_aux else res
+
+
+def _fresh(leaves: list, inputs: list) -> list:
+    """The output leaves, each copied where it may share memory with an input (results own
+    their memory); a fresh result, the common case, is handed back without a copy."""
+    ins = _memory.leaves(inputs)
+    share = _memory.may_share_any
+    return [_copy_out(o) if o is not None and share(o, ins) else o for o in leaves]
+
+
+def _fresh_tree(tree: Any, inputs: list) -> Any:
+    leaves, td = _tree.flatten(tree)
+    arrays = [x if type(x) is DualTensor or _backend.is_array(x) else None for x in leaves]
+    fresh = _fresh(arrays, inputs)
+    return _tree.unflatten(td, [f if a is not None else x for x, a, f in zip(leaves, arrays, fresh)])
+
+
+def _copy_out(x: Any) -> Any:
+    import copy
+
+    return copy.deepcopy(x) if type(x) is DualTensor else _memory.copy_array(x)
 
 
 def batched_jvp(f: Callable, primals: Sequence, tangents: Sequence, *, has_aux: bool = False) -> tuple:
@@ -386,7 +408,7 @@ def jacfwd(
 
     def jacfun(*args: Any, **kwargs: Any) -> Any:
         value, jac, aux = _jacobian(f, args, kwargs, *opts)
-        return (jac, aux) if has_aux else jac
+        return (jac, _fresh_tree(aux, _tree.flatten((args, kwargs))[0])) if has_aux else jac
 
     jacfun.__doc__ = f"Jacobian of {getattr(f, '__name__', 'f')} with respect to argnums={argnums}."
     return jacfun
@@ -455,6 +477,7 @@ def value_and_jacfwd(
 
     def fun(*args: Any, **kwargs: Any) -> Any:
         value, jac, aux = _jacobian(f, args, kwargs, *opts)
+        value, aux = _fresh_tree((value, aux), _tree.flatten((args, kwargs))[0])  # results own their memory
         return ((value, aux), jac) if has_aux else (value, jac)
 
     return fun

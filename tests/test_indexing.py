@@ -244,17 +244,20 @@ def _accepted_set(backend, key, v) -> bool:
 
 def test_setitem_copy_on_write(backend):
     t = np.arange(12.0).reshape(3, 4)
-    t_user = backend.asarray(t)
-    x = ft.DualTensor(backend.asarray(np.zeros((3, 4))), t_user)
-    view = x[0:2, ...]  # shares the tangent buffer with x
+    p_user, t_user = backend.asarray(np.zeros((3, 4))), backend.asarray(t)
+    x = ft.DualTensor(p_user, t_user)
+    view = x[0:2, ...]  # a view of x: it sees x's writes (NumPy semantics)
     x[0, ...] = ft.DualTensor(backend.asarray(np.ones(4)), backend.asarray(np.full(4, -1.0)))
-    np.testing.assert_array_equal(to_numpy(t_user), t)  # the user's tangent is untouched
-    np.testing.assert_array_equal(to_numpy(view.tangent), t[0:2])
+    np.testing.assert_array_equal(to_numpy(t_user), t)  # the user's buffers are untouched
+    np.testing.assert_array_equal(to_numpy(p_user), np.zeros((3, 4)))
     np.testing.assert_array_equal(to_numpy(x.tangent)[0], np.full(4, -1.0))
+    np.testing.assert_array_equal(to_numpy(view.tangent), to_numpy(x.tangent)[0:2])
+    np.testing.assert_array_equal(to_numpy(view.primal), to_numpy(x.primal)[0:2])
     mask = backend.asarray(np.array([False, True, False]))
     x[mask] = 7.0  # a constant value: zero tangent there
     np.testing.assert_array_equal(to_numpy(x.tangent)[1], np.zeros(4))
-    np.testing.assert_array_equal(to_numpy(view.tangent), t[0:2])
+    np.testing.assert_array_equal(to_numpy(view.tangent), to_numpy(x.tangent)[0:2])
+    np.testing.assert_array_equal(to_numpy(view.primal)[1], np.full(4, 7.0))
 
 
 def test_setitem_inside_jvp(backend):
@@ -273,12 +276,19 @@ def test_setitem_inside_jvp(backend):
     np.testing.assert_array_equal(to_numpy(tan), [8.0, 1.0, 10.0])
 
 
-def test_setitem_inner_dual_into_outer_array_raises():
+def test_setitem_inner_dual_into_outer_array_nests():
+    # was a TypeError: a buffer now takes a dual of an inner transform and nests its own tangent
     x = ft.DualTensor(np.zeros(3), np.ones(3))
+    seen = {}
 
     def f(y):
-        x[0] = y[0]
+        x[0] = y[0] * 2.0
+        seen["t"] = x.tangent
         return y
 
-    with pytest.raises(TypeError, match="inner differentiation"):
-        ft.jvp(f, (np.ones(2),), (np.ones(2),))
+    ft.jvp(f, (np.ones(2),), (np.full(2, 3.0),))
+    inner = x.primal  # x is now a dual of the jvp's level; its level-0 tangent lives in its primal
+    assert type(inner) is ft.DualTensor
+    np.testing.assert_array_equal(inner.primal, [2.0, 0.0, 0.0])
+    np.testing.assert_array_equal(inner.tangent, [0.0, 1.0, 1.0])
+    np.testing.assert_array_equal(seen["t"], [6.0, 0.0, 0.0])

@@ -12,12 +12,13 @@ the sole index, so there the tangent is folded and gathered with ``take`` instea
 from __future__ import annotations
 
 import math
+import weakref
 from types import ModuleType
 from typing import Any
 
 import array_api_compat
 
-from .. import _backend, _core
+from .. import _backend, _core, _memory
 from .._backend import namespace_of
 from .._core import DualTensor
 from .._tangent import align, batch_key, shift_axis
@@ -140,37 +141,120 @@ def _linear_index(key: tuple, shape: tuple) -> Any:
 
 # ------------------------------------------------------------------ getitem
 def getitem(x: DualTensor, key: Any) -> Any:
-    """``x[key]``: the tangent is indexed the same way behind its batch axis."""
+    """``x[key]``: the tangent is indexed the same way behind its batch axis.
+
+    A basic key makes a view (NumPy semantics): the result remembers ``x`` and the key, so
+    a write into it reaches ``x``'s value and tangent together (see ``setitem``).
+    """
     key = _as_tuple(key)
     y = x.primal[key]
     t = x._t
+    basic = all(type(k) in _BASIC for k in key)
     if t is None:
-        return _core.make_dual(y, None, x.level, x._B, x._bxp)
-    t = _index_tangent(x._bxp, t, key, tuple(x.shape), tuple(y.shape))
-    return _core._make(y, t, x.level, x._B, x._bxp)
+        y = _core.make_dual(y, None, x.level, x._B, x._bxp)
+        if type(y) is not DualTensor:
+            return y
+    else:
+        t = t[batch_key(key)] if basic else _index_tangent(x._bxp, t, key, tuple(x.shape), tuple(y.shape))
+        y = _core._make(y, t, x.level, x._B, x._bxp)
+    if basic:
+        _link(y, x, key)
+    return y
+
+
+def _link(view: DualTensor, base: DualTensor, key: tuple) -> None:
+    """Record that ``view`` is ``base[key]`` (basic key), so writes and rebinding reach both."""
+    view._link = (base, key)
+    view._owned = True  # it shares its base's buffers: writes go through the base
+    try:
+        views = base._views
+    except AttributeError:
+        base._views = [weakref.ref(view)]
+        return
+    n = len(views)
+    if n >= 16 and n & (n - 1) == 0:  # prune dead views now and then (amortised)
+        views[:] = [r for r in views if r() is not None]
+    views.append(weakref.ref(view))
+
+
+def _derive(view: DualTensor) -> None:
+    """Point a view at its base's current buffers again (after the base copied or grew them)."""
+    base, key = view._link
+    view.primal = base.primal[key]
+    t = base._t
+    view._t = None if t is None else t[batch_key(key)]
+    view.level, view._B, view.xp, view._bxp = base.level, base._B, base.xp, base._bxp
+    view._owned = True
+    _refresh(view)
+
+
+def _refresh(base: DualTensor) -> None:
+    """Re-derive every live view of ``base`` (its buffers were replaced)."""
+    views = getattr(base, "_views", None)
+    if not views:
+        return
+    alive = []
+    for r in views:
+        v = r()
+        if v is not None and getattr(v, "_link", (None,))[0] is base:
+            alive.append(r)
+            _derive(v)
+    base._views = alive
 
 
 # ------------------------------------------------------------------ setitem
 def _copy(t: Any) -> Any:
-    """A private, writable copy of a tangent (a dual's primal is copied, its tangent shared)."""
+    """A private copy of a buffer; a lower-level dual becomes a new dual that copies on its own write."""
     if type(t) is DualTensor:
-        return _core._make(_copy(t.primal), t._t, t.level, t._B, t._bxp)
+        return _core._make(t.primal, t._t, t.level, t._B, t._bxp)
     return namespace_of(t).asarray(t, copy=True)
 
 
-def _own_tangent(x: DualTensor, Bv: int) -> Any:
-    """``x``'s tangent, private to ``x`` (copy-on-write) and with at least ``Bv`` directions."""
+def _prepare(x: DualTensor, level: int, B: int, tv: Any, plevel: int) -> None:
+    """Make ``x`` writable in place for a value of ``level``, ``B`` directions and tangent ``tv``.
+
+    A view prepares its base and points at the base's buffers again (value and tangent reach
+    the base together); anything else copies its primal and tangent on the first write (they
+    may be the caller's or another dual's), takes the value's level (a constant buffer simply
+    becomes a dual of that level; one with a lower-level tangent nests it as its primal), and
+    allocates or widens its tangent when the value brings one.
+    """
+    link = getattr(x, "_link", None)
+    if link is not None and _memory.has_views(x._bxp):
+        _prepare(link[0], level, B, tv, plevel)  # a change re-derives the base's views, x among them
+        return
+    changed = False
+    if level > x.level:
+        if x._t is not None:  # keep the lower-level tangent inside the primal
+            x.primal = _core._make(x.primal, x._t, x.level, x._B, x._bxp)
+            x._t, x._B, x.xp = None, 0, _core.FT
+        x.level = level
+        changed = True
+    if not x._owned:
+        x.primal = _copy(x.primal)
+        x._t = None if x._t is None else _copy(x._t)
+        x._owned = changed = True
+    if plevel > _level(x.primal):  # a lower-level dual written into a plain primal
+        x.primal = _core._make(x.primal, None, plevel, 0, x._bxp)
+        x.xp = _core.FT
+        changed = True
     t = x._t
-    if t is None:
-        t = _core.zeros_tangent(x, max(Bv, 1))
-    elif not x._owned or Bv > t.shape[0]:
-        B = max(t.shape[0], Bv)
-        if B != t.shape[0]:
-            t = _tangent_ns(t, x._bxp).broadcast_to(t, (B, *t.shape[1:]))
-        t = _copy(t)
-    x._t = t
-    x._owned = True
-    return t
+    if tv is not None:
+        Bv = tv.shape[0]
+        if t is None:
+            t = _core.zeros_tangent(x, Bv)
+            changed = True
+        elif Bv > t.shape[0]:
+            t = _copy(_tangent_ns(t, x._bxp).broadcast_to(t, (Bv, *t.shape[1:])))
+            changed = True
+        if _level(tv) > _level(t):  # the tangent must hold the value's own tangent too
+            t = _core._make(t, None, tv.level, 0, x._bxp)
+            changed = True
+        x._t = t
+        if B > x._B:
+            x._B, changed = B, True
+    if changed:
+        _refresh(x)
 
 
 def _write_masked(xp: Any, t: Any, mask: Any, shape: tuple, tv: Any, sel_shape: tuple) -> Any:
@@ -193,21 +277,21 @@ def _write_masked(xp: Any, t: Any, mask: Any, shape: tuple, tv: Any, sel_shape: 
 
 
 def _write_tangent(x: DualTensor, key: tuple, tv: Any, sel_shape: tuple) -> None:
-    """Write ``tv`` (or zeros for a constant value) into ``x``'s own tangent at ``key``."""
+    """Write ``tv`` (or zeros for a constant value) into ``x``'s tangent buffer at ``key``, in place."""
     bxp = x._bxp
-    t = _own_tangent(x, 0 if tv is None else tv.shape[0])
-    if _level(tv) > _level(t):  # nested: the tangent must hold the value's own tangent too
-        t = x._t = _core._make(t, None, tv.level, 0, bxp)
+    t = x._t
     xp = _tangent_ns(t, bxp)
     v = 0 if tv is None else align(xp, tv, len(sel_shape))
     if not any(_is_advanced(k) for k in key) or (_allows_prefixed_arrays(bxp) and _adjacent(key)):
         t[batch_key(key)] = v
-    elif _allows_prefixed_arrays(bxp):  # a view on plain arrays; a functional update on duals
+        return
+    if _allows_prefixed_arrays(bxp):
         tl = xp.moveaxis(t, 0, -1)
         tl[_batch_last_key(key)] = v if tv is None else xp.moveaxis(v, 0, -1)
-        x._t = xp.moveaxis(tl, -1, 0)
+        if type(t) is DualTensor:  # a dual's moveaxis is a new dual: write the result back
+            t[(Ellipsis,)] = xp.moveaxis(tl, -1, 0)
     elif _sole_mask(key):
-        x._t = _write_masked(xp, t, key[0], tuple(x.shape), tv, sel_shape)
+        t[(Ellipsis,)] = _write_masked(xp, t, key[0], tuple(x.shape), tv, sel_shape)
     else:  # pragma: no cover - the primal assignment refuses such keys first
         raise IndexError(f"cannot assign to the tangent with the key {key!r} on this backend")
 
@@ -217,26 +301,37 @@ def _level(a: Any) -> int:
 
 
 def setitem(x: DualTensor, key: Any, value: Any) -> None:
-    """``x[key] = value``: writes the value's primal and tangent into ``x``'s own copies."""
-    if type(value) is DualTensor and value.level > x.level:
-        raise TypeError(
-            "cannot write a dual of an inner differentiation into an array of an outer one "
-            "(its tangent would be lost); build the array inside the transform, e.g. with "
-            "ft.stack or ft.where"
-        )
+    """``x[key] = value`` with NumPy semantics for the arrays of the program itself.
+
+    The value's primal and tangent are written together. ``x`` copies its buffers on its
+    first write (so the caller's arrays, and buffers other duals share, are never written);
+    a view made by basic indexing writes into its base, and the base's views see the write.
+    A value of a higher level (a dual of a transform inside the one that made ``x``) makes
+    ``x`` a dual of that level from then on, its former tangent kept as the primal's.
+    """
     key = _as_tuple(key)
-    same = type(value) is DualTensor and value.level == x.level
-    pv, tv = (value.primal, value._t) if same else (value, None)
-    if _level(pv) > _level(x.primal):
-        # a lower-level dual written into a plain (or lower) primal: the primal becomes such a dual
-        x.primal = _core._make(x.primal, None, pv.level, 0, x._bxp)
-        x.xp = _core.FT
-    x.primal[key] = pv  # the backend checks the key, shapes and dtypes first
-    if tv is None and x._t is None:
+    higher = type(value) is DualTensor and value.level >= x.level
+    pv, tv = (value.primal, value._t) if higher else (value, None)
+    link = getattr(x, "_link", None)
+    if link is not None and not _memory.has_views(x._bxp):
+        # no writable views (Dask, unknown backends): write into x's own copy, then the
+        # whole of x into its base, which points x at the result again
+        del x._link
+        x._owned = False
+        try:
+            setitem(x, key, value)
+        finally:
+            x._link = link
+        setitem(link[0], link[1], x)
         return
-    if same:
-        x._B = max(x._B, value._B)
-    _write_tangent(x, key, tv, tuple(x.primal[key].shape))
+    level, B = (value.level, value._B) if higher else (x.level, 0)
+    _prepare(x, level, B, tv, _level(pv))
+    if _memory.refuses_overlap(x._bxp) and _memory.may_share(x, value):  # x[1:] = x[:-1] on torch
+        pv = _memory.copy_array(pv) if _backend.is_array(pv) else pv
+        tv = _memory.copy_array(tv) if _backend.is_array(tv) else tv
+    x.primal[key] = pv  # the backend checks the key, shapes and dtypes first
+    if x._t is not None:
+        _write_tangent(x, key, tv, tuple(x.primal[key].shape))
 
 
 # ------------------------------------------------------------------- rules
