@@ -19,6 +19,7 @@ from ._errors import (
     BackendMismatchError,
     FwdTensorError,
     NotDifferentiableError,
+    ResultTooLargeError,
     StructureError,
     TangentError,
 )
@@ -32,10 +33,12 @@ from ._transforms import (
     batched_jvp,
     derivative,
     get_memory_budget,
+    grad,
     hessian,
     jacfwd,
     jvp,
     set_memory_budget,
+    value_and_grad,
     value_and_jacfwd,
 )
 from .rules.creation import asarray
@@ -73,6 +76,8 @@ __all__ = [
     "DistributedError",
     "hessian",
     "derivative",
+    "grad",
+    "value_and_grad",
     "custom_jvp",
     "sparse_jacfwd",
     "sparsity_pattern",
@@ -89,6 +94,7 @@ __all__ = [
     "BackendMismatchError",
     "NotDifferentiableError",
     "StructureError",
+    "ResultTooLargeError",
     *_extras_all,
     *sorted(_functions),
 ]
