@@ -327,8 +327,15 @@ def _auto_chunk(n: int, m: int, itemsize: int) -> int:
     Inside other transforms every element already carries ``_scale()`` values (the outer
     passes' primal and tangents), so the budget buys proportionally fewer directions here.
     """
-    per_direction = _LIVE_ARRAYS * itemsize * max(n, m, 1) * _scale()
-    return max(1, min(n, get_memory_budget() // per_direction))
+    frames = _NEST.get()
+    per_direction = _LIVE_ARRAYS * itemsize * max(n, m, 1) * _scale(frames)
+    budget = get_memory_budget()
+    if not frames:
+        return max(1, min(n, budget // per_direction))
+    # Nested, the primal part is a dual of the outer passes: it costs as much as a direction.
+    if 2 * per_direction > budget and any(fr.auto and fr.k > 1 for fr in frames):
+        raise _Shrink(2 * per_direction)  # not even one direction fits here: an outer pass gives way
+    return max(1, min(n, budget // per_direction - 1))
 
 
 def jacfwd(
@@ -485,12 +492,12 @@ def _jacobian(
     ``who`` names the transform in errors; ``"grad"`` also requires a scalar output.
     """
     nums, in_tree = _select(args, argnums, nums)
-    k = None
+    k, depth = None, len(_NEST.get())
     if progress is False and (type(in_tree) is DualTensor or _backend.is_array(in_tree)):
         try:
             res = _jacobian_one_pass(f, args, kwargs, nums[0], in_tree, has_aux, chunk_size, holomorphic, who)
         except _Shrink as exc:  # an inner transform needs fewer directions here
-            k = _shrunk(math.prod(in_tree.shape), exc, chunk_size)
+            k = _shrunk(math.prod(in_tree.shape), exc, chunk_size, depth)
             if k is None:
                 raise
             res = None
@@ -520,7 +527,7 @@ def _jacobian(
             try:
                 out = _call_with(f, args, kwargs, argnums, nums, _tree.unflatten(in_def, duals))
             except _Shrink as exc:
-                k2 = _shrunk(e - s, exc, chunk_size)
+                k2 = _shrunk(e - s, exc, chunk_size, depth)
                 if k2 is None:
                     raise
                 k = k2
@@ -649,6 +656,7 @@ class _Shrink(BaseException):
     def __init__(self, nbytes: int) -> None:
         super().__init__(nbytes)
         self.nbytes = nbytes
+        self.depth = len(_NEST.get())  # the passes outside the raiser: only they may shrink
 
 
 def _scale(frames: tuple | None = None) -> int:
@@ -659,12 +667,17 @@ def _scale(frames: tuple | None = None) -> int:
     return s
 
 
-def _shrunk(k: int, exc: _Shrink, chunk_size: Any) -> int | None:
-    """Fewer directions for this pass so the inner result fits the budget; None: cannot help."""
-    if chunk_size is not None or k <= 1:
+def _shrunk(k: int, exc: _Shrink, chunk_size: Any, depth: int) -> int | None:
+    """Fewer directions for the pass at ``depth`` so an inner one fits the budget; None: cannot help."""
+    if chunk_size is not None or k <= 1 or depth >= exc.depth:
         return None
     fits = (1 + k) * get_memory_budget() // max(exc.nbytes, 1) - 1
     return max(1, min(k - 1, fits))
+
+
+# Copies of a nested Jacobian alive while it is assembled (the chunks, their concatenation,
+# the block handed out): what an inner result costs the enclosing pass.
+_ASSEMBLY = 3
 
 
 def _check_result(n: int, m: int, itemsize: int, x: Any, who: str) -> None:
@@ -672,8 +685,8 @@ def _check_result(n: int, m: int, itemsize: int, x: Any, who: str) -> None:
     frames = _NEST.get()
     scale = _scale(frames)
     nbytes = n * m * itemsize * scale
-    if nbytes > get_memory_budget() and any(fr.auto and fr.k > 1 for fr in frames):
-        raise _Shrink(nbytes)
+    if _ASSEMBLY * nbytes > get_memory_budget() and any(fr.auto and fr.k > 1 for fr in frames):
+        raise _Shrink(_ASSEMBLY * nbytes)
     avail = _available_memory(x)
     if avail is not None and nbytes > avail:
         what = "Jacobian" if who == "jacfwd" else f"result of {who}"
@@ -842,7 +855,9 @@ class _Sink:
                 so = tuple(o.shape)
                 res.append([xp.reshape(b, so + tuple(x.shape)) for b, x in zip(self.bufs[j], self.leaves)])
                 continue
-            full = _assemble(self.parts[j], o, self.n)
+            parts, self.parts[j] = self.parts[j], []
+            full = _assemble(parts, o, self.n)
+            del parts  # the chunks are garbage once joined: one copy alive, not two
             res.append(
                 [
                     _plain(_block(full, o, x, off, m))
