@@ -321,7 +321,7 @@ def _check_options(argnums: Any, chunk_size: Any, has_aux: Any, holomorphic: Any
 _LIVE_ARRAYS = 8
 
 
-def _auto_chunk(n: int, m: int, itemsize: int) -> int:
+def _auto_chunk(n: int, m: int, itemsize: int, reserved: int | None = 0) -> int:
     """Directions per pass so that ~8 tangents of max(n, m) elements each fit the memory budget.
 
     Inside other transforms every element already carries ``_scale()`` values (the outer
@@ -332,10 +332,17 @@ def _auto_chunk(n: int, m: int, itemsize: int) -> int:
     budget = get_memory_budget()
     if not frames:
         return max(1, min(n, budget // per_direction))
-    # Nested, the primal part is a dual of the outer passes: it costs as much as a direction.
-    if 2 * per_direction > budget and any(fr.auto and fr.k > 1 for fr in frames):
-        raise _Shrink(2 * per_direction)  # not even one direction fits here: an outer pass gives way
-    return max(1, min(n, budget // per_direction - 1))
+    # Nested, the primal part is a dual of the outer passes: it costs as much as a direction;
+    # ``reserved`` is this level's own result, growing while its chunks run.
+    guess = reserved is None  # the output size is not known yet: assume a square Jacobian
+    if guess:
+        reserved = min(_ASSEMBLY * n * max(n, m) * itemsize * _scale(frames), budget // 2)
+    need = reserved + 2 * per_direction
+    if need > budget:
+        if not guess and any(fr.auto and fr.k > 1 for fr in frames):
+            raise _Shrink(need)  # not even one direction fits here: an outer pass gives way
+        reserved = 0  # below the floor of one direction per level: at least do not crawl
+    return max(1, min(n, (budget - reserved) // per_direction - 1))
 
 
 def jacfwd(
@@ -514,7 +521,7 @@ def _jacobian(
     if n == 0:
         return _empty_jacobian(f, args, kwargs, argnums, nums, has_aux, leaves, in_def, who)
     if k is None:
-        k = min(chunk_size, n) if chunk_size else _auto_chunk(n, n, itemsize)
+        k = min(chunk_size, n) if chunk_size else _auto_chunk(n, n, itemsize, None)
     level = new_level()
     bar = _progress.reporter(progress if k < n or callable(progress) else False, n, "direction", who)
     value = aux = sink = o_def = None
@@ -545,10 +552,11 @@ def _jacobian(
                 value = _tree.unflatten(o_def, [p for p, _ in pairs])
                 outs = [p for p, _ in pairs]
                 m = sum(math.prod(o.shape) for o in outs)
-                _check_result(n, m, itemsize, leaves[0], who)
+                held = _check_result(n, m, itemsize, leaves[0], who)
                 sink = _Sink(outs, leaves, offsets, sizes, n, e < n)
                 if chunk_size is None and e < n:  # the output size is known now: refine
-                    k = min(k, _auto_chunk(n, m, itemsize))
+                    k2 = _auto_chunk(n, m, itemsize, held)
+                    k = k2 if depth else min(k, k2)  # nested, the first chunk guessed low
             sink.add(s, e, [t for _, t in pairs])
             bar.update(e - s)
             s = e
@@ -680,8 +688,12 @@ def _shrunk(k: int, exc: _Shrink, chunk_size: Any, depth: int) -> int | None:
 _ASSEMBLY = 3
 
 
-def _check_result(n: int, m: int, itemsize: int, x: Any, who: str) -> None:
-    """A Jacobian of ``m x n`` entries: shrink an enclosing pass or refuse what cannot fit."""
+def _check_result(n: int, m: int, itemsize: int, x: Any, who: str) -> int:
+    """A Jacobian of ``m x n`` entries: shrink an enclosing pass or refuse what cannot fit.
+
+    Returns the bytes its assembly holds from the budget (0 at the top level, where the
+    result is the user's and outside the budget).
+    """
     frames = _NEST.get()
     scale = _scale(frames)
     nbytes = n * m * itemsize * scale
@@ -693,6 +705,7 @@ def _check_result(n: int, m: int, itemsize: int, x: Any, who: str) -> None:
         if scale > 1:
             what += f" (inside another transform, {scale} values per entry)"
         raise _errors.result_too_large(what, (m, n), nbytes, avail)
+    return _ASSEMBLY * nbytes if frames else 0
 
 
 def _host_available() -> int | None:
