@@ -76,8 +76,10 @@ def main() -> None:
     sizes = (32, 64) if args.quick else (64, 128, 256)
     budgets = (1 << 20,) if args.quick else (256 << 10, 1 << 20, 4 << 20)
     old = ft.get_memory_budget()
-    print(f"{'case':<22}{'n':>5}{'budget KiB':>12}{'peak KiB':>10}{'result KiB':>12}"
-          f"{'primal KiB':>12}{'excess/budget':>15}{'seconds':>9}  verdict")
+    print(
+        f"{'case':<22}{'n':>5}{'budget KiB':>12}{'peak KiB':>10}{'result KiB':>12}"
+        f"{'primal KiB':>12}{'excess/budget':>15}{'seconds':>9}  verdict"
+    )
     try:
         for budget in budgets:
             ft.set_memory_budget(budget)

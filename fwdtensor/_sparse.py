@@ -246,7 +246,9 @@ class SparseJacobian:
                 "a sparse Jacobian differentiates one array argument: argnums must be an int, "
                 f"got {argnums!r}"
             )
-        argnums = _errors.as_index(argnums, "argnums (of a sparse Jacobian, one array argument)", None, "an int")
+        argnums = _errors.as_index(
+            argnums, "argnums (of a sparse Jacobian, one array argument)", None, "an int"
+        )
         chunk_size = _check_chunk_size(chunk_size)
         if output not in ("sparse", "dense"):
             raise ValueError(f"output must be 'sparse' or 'dense', got {output!r}")

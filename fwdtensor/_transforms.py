@@ -422,7 +422,13 @@ def _sparse_transform(
             "(ft.sparsity_pattern of a real version of f, or a known one) with holomorphic=True"
         )
     return SparseJacobian(
-        f, pattern, argnums, has_aux=has_aux, chunk_size=chunk_size, holomorphic=holomorphic, progress=progress
+        f,
+        pattern,
+        argnums,
+        has_aux=has_aux,
+        chunk_size=chunk_size,
+        holomorphic=holomorphic,
+        progress=progress,
     )
 
 
@@ -450,7 +456,9 @@ def value_and_jacfwd(
     """
     argnums, nums, chunk_size = _check_options(argnums, chunk_size, has_aux, holomorphic, progress)
     if sparsity is not None:
-        return _sparse_transform(f, sparsity, argnums, has_aux, chunk_size, holomorphic, progress).value_and_jacobian
+        return _sparse_transform(
+            f, sparsity, argnums, has_aux, chunk_size, holomorphic, progress
+        ).value_and_jacobian
     opts = (argnums, nums, has_aux, chunk_size, holomorphic, progress)
 
     def fun(*args: Any, **kwargs: Any) -> Any:

@@ -66,7 +66,12 @@ CASES = {
     "hessian_small_budget": (256 << 10, lambda: ft.hessian(scalar_f), np.linspace(0.1, 1, 64), scalar_f),
     "jacfwd_jacfwd": (1 << 20, lambda: ft.jacfwd(ft.jacfwd(vector_g)), np.linspace(0.1, 1, 64), vector_g),
     "derivative_order_3": (512 << 10, lambda: ft.derivative(curve, order=3), 0.7, curve),
-    "value_and_jacfwd": (256 << 10, lambda: ft.value_and_jacfwd(vector_g), np.linspace(0.1, 1, 256), vector_g),
+    "value_and_jacfwd": (
+        256 << 10,
+        lambda: ft.value_and_jacfwd(vector_g),
+        np.linspace(0.1, 1, 256),
+        vector_g,
+    ),
     "grad": (256 << 10, lambda: ft.grad(scalar_f), np.linspace(0.1, 1, 2000), scalar_f),
 }
 
@@ -91,7 +96,9 @@ def test_nested_results_match_the_unbudgeted_ones(budget):
     budget(64 << 10)
     np.testing.assert_allclose(ft.hessian(scalar_f)(x), want_h, rtol=1e-13, atol=1e-15)
     np.testing.assert_allclose(ft.jacfwd(ft.jacfwd(vector_g))(x), want_jj, rtol=1e-13, atol=1e-15)
-    np.testing.assert_allclose(np.diagonal(want_h), 6 * x * np.sin(x) + 6 * x**2 * np.cos(x) - x**3 * np.sin(x))
+    np.testing.assert_allclose(
+        np.diagonal(want_h), 6 * x * np.sin(x) + 6 * x**2 * np.cos(x) - x**3 * np.sin(x)
+    )
 
 
 def test_inner_shrink_is_not_swallowed_by_except_exception(budget):
@@ -127,7 +134,9 @@ def test_result_that_cannot_fit_is_refused_before_the_jacobian(budget, monkeypat
         calls.append(int(x.tangent.shape[0]))
         return x * 2.0
 
-    with pytest.raises(ft.ResultTooLargeError, match=r"298\.0 GiB.*16\.0 GiB.*sparse_jacfwd.*jvp.*chunk_size") as e:
+    with pytest.raises(
+        ft.ResultTooLargeError, match=r"298\.0 GiB.*16\.0 GiB.*sparse_jacfwd.*jvp.*chunk_size"
+    ) as e:
         ft.jacfwd(f)(np.zeros(200_000))
     assert isinstance(e.value, MemoryError)
     assert calls == [1]  # one pass of one direction (the budget's), then the refusal
@@ -190,7 +199,9 @@ def test_any_integral_type_is_taken(budget):
     both = ft.jacfwd(f, argnums=(np.int32(0), np.int64(1)), chunk_size=np.int64(2))(x, y)
     np.testing.assert_array_equal(both[1], want)
     np.testing.assert_array_equal(ft.value_and_jacfwd(f, argnums=np.int16(1))(x, y)[1], want)
-    np.testing.assert_array_equal(ft.hessian(lambda a, b: ft.sum(f(a, b)), argnums=np.int64(1))(x, y).shape, (3, 3))
+    np.testing.assert_array_equal(
+        ft.hessian(lambda a, b: ft.sum(f(a, b)), argnums=np.int64(1))(x, y).shape, (3, 3)
+    )
     jac = ft.sparse_jacfwd(lambda a, b: a * b, np.eye(3, dtype=bool), argnums=np.int64(1))
     np.testing.assert_array_equal(jac(x, y).toarray(), np.diag(x))
     budget(np.int64(1 << 20))
@@ -354,7 +365,9 @@ def test_sparsity_with_progress():
     seen = []
     x = RNG.uniform(-1, 1, 6)
     tri = np.eye(6, dtype=bool) | np.eye(6, k=1, dtype=bool)
-    jac = ft.jacfwd(lambda v: v[:-1] * v[1:], sparsity=tri[:-1], chunk_size=1, progress=lambda *a: seen.append(a))
+    jac = ft.jacfwd(
+        lambda v: v[:-1] * v[1:], sparsity=tri[:-1], chunk_size=1, progress=lambda *a: seen.append(a)
+    )
     got = jac(x)
     assert seen == [(1, 2), (2, 2)]  # two colours, one per pass
     np.testing.assert_allclose(got.toarray(), ft.jacfwd(lambda v: v[:-1] * v[1:])(x), rtol=1e-15)
