@@ -204,6 +204,11 @@ def test_any_integral_type_is_taken(budget):
     )
     jac = ft.sparse_jacfwd(lambda a, b: a * b, np.eye(3, dtype=bool), argnums=np.int64(1))
     np.testing.assert_array_equal(jac(x, y).toarray(), np.diag(x))
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(1) as pool:
+        dist = ft.distributed_jacfwd(f, argnums=np.int64(1), executor=pool, chunk_size=np.int64(2))
+        np.testing.assert_array_equal(dist(x, y), want)
     budget(np.int64(1 << 20))
     assert ft.get_memory_budget() == 1 << 20 and type(ft.get_memory_budget()) is int
     assert float(ft.derivative(lambda t: t**3, order=np.int8(2))(2.0)) == 12.0
