@@ -7,17 +7,15 @@ user can get wrong is checked before the function runs.
 
 from __future__ import annotations
 
-import contextvars
 import math
-import os
-import re
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import array_api_compat
 import numpy as _np
 
-from . import _backend, _core, _errors, _progress, _tree
+from . import _backend, _budget, _core, _errors, _progress, _tree
+from ._budget import get_memory_budget, set_memory_budget
 from ._core import DualTensor
 from ._levels import new_level
 
@@ -33,48 +31,6 @@ __all__ = [
     "set_memory_budget",
     "get_memory_budget",
 ]
-
-_DEFAULT_BUDGET = 1 << 30  # bytes of tangent storage per chunk that jacfwd aims for
-_BUDGET_ENV = "FWDTENSOR_MEMORY_BUDGET"
-_budget: list[int | None] = [None]  # None: not read yet (the environment is read at first use)
-
-# Byte units for FWDTENSOR_MEMORY_BUDGET: decimal (kB, MB, ...) and binary (KiB, MiB, ...).
-_UNITS = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12}
-_UNITS.update({"KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40})
-_BYTES_RE = re.compile(r"\s*([0-9]+(?:\.[0-9]*)?(?:[eE][+]?[0-9]+)?)\s*([A-Za-z]*)\s*")
-
-
-def parse_bytes(text: str, name: str = _BUDGET_ENV) -> int:
-    """A positive number of bytes from text such as ``512MiB``, ``1GB``, ``2e9`` or ``1048576``."""
-    m = _BYTES_RE.fullmatch(text)
-    unit = _UNITS.get(m.group(2).upper()) if m else None
-    value = float(m.group(1)) * unit if unit is not None else 0.0
-    if not (math.isfinite(value) and value >= 1):
-        raise ValueError(
-            f"{name}={text!r} is not a positive number of bytes; write e.g. 512MiB (binary units "
-            "KiB, MiB, GiB, TiB), 1GB (decimal kB, MB, GB, TB), 2e9 or 1048576"
-        )
-    return int(value)
-
-
-def set_memory_budget(nbytes: int) -> None:
-    """Set the memory (bytes) that every transform sizes its chunks of directions for.
-
-    The budget is shared by nested transforms (``hessian``, ``jacfwd(jacfwd(f))``): an inner
-    one sizes its chunks for what the outer ones left. The default is 1 GiB, or the
-    environment variable ``FWDTENSOR_MEMORY_BUDGET`` (``512MiB``, ``1GB``, ``2e9``, ...).
-    """
-    _budget[0] = _errors.as_index(nbytes, "the memory budget", 1, "a positive number of bytes")
-
-
-def get_memory_budget() -> int:
-    """The memory budget (bytes) ``jacfwd`` uses to choose its chunk size."""
-    b = _budget[0]
-    if b is None:
-        text = os.environ.get(_BUDGET_ENV)
-        b = _DEFAULT_BUDGET if text is None else parse_bytes(text)
-        _budget[0] = b
-    return b
 
 
 # ------------------------------------------------------------------ helpers
@@ -205,11 +161,11 @@ def jvp(
     B = sizes.pop() if sizes else 1
     level = new_level()
     duals = [_seed(p, t, level, B if batched else 0) for p, t in zip(p_leaves, t_leaves)]
-    token = _NEST.set((*_NEST.get(), _Frame(B, False)))  # inner jacfwds size their chunks for it
+    token = _budget.push(B, False)  # inner jacfwds size their chunks for it
     try:
         out = f(*_tree.unflatten(p_def, duals))
     finally:
-        _NEST.reset(token)
+        _budget.pop(token)
     aux = None
     if has_aux:
         out, aux = _split_aux(out)
@@ -324,11 +280,11 @@ _LIVE_ARRAYS = 8
 def _auto_chunk(n: int, m: int, itemsize: int, reserved: int | None = 0) -> int:
     """Directions per pass so that ~8 tangents of max(n, m) elements each fit the memory budget.
 
-    Inside other transforms every element already carries ``_scale()`` values (the outer
+    Inside other transforms every element already carries ``_budget.scale()`` values (the outer
     passes' primal and tangents), so the budget buys proportionally fewer directions here.
     """
-    frames = _NEST.get()
-    per_direction = _LIVE_ARRAYS * itemsize * max(n, m, 1) * _scale(frames)
+    frames = _budget.frames()
+    per_direction = _LIVE_ARRAYS * itemsize * max(n, m, 1) * _budget.scale(frames)
     budget = get_memory_budget()
     if not frames:
         return max(1, min(n, budget // per_direction))
@@ -336,11 +292,11 @@ def _auto_chunk(n: int, m: int, itemsize: int, reserved: int | None = 0) -> int:
     # ``reserved`` is this level's own result, growing while its chunks run.
     guess = reserved is None  # the output size is not known yet: assume a square Jacobian
     if guess:
-        reserved = min(_ASSEMBLY * n * max(n, m) * itemsize * _scale(frames), budget // 2)
+        reserved = min(_budget.ASSEMBLY * n * max(n, m) * itemsize * _budget.scale(frames), budget // 2)
     need = reserved + 2 * per_direction
     if need > budget:
         if not guess and any(fr.auto and fr.k > 1 for fr in frames):
-            raise _Shrink(need)  # not even one direction fits here: an outer pass gives way
+            raise _budget.Shrink(need)  # not even one direction fits here: an outer pass gives way
         reserved = 0  # below the floor of one direction per level: at least do not crawl
     return max(1, min(n, (budget - reserved) // per_direction - 1))
 
@@ -507,12 +463,12 @@ def _jacobian(
     ``who`` names the transform in errors; ``"grad"`` also requires a scalar output.
     """
     nums, in_tree = _select(args, argnums, nums)
-    k, depth = None, len(_NEST.get())
+    k, depth = None, len(_budget.frames())
     if progress is False and (type(in_tree) is DualTensor or _backend.is_array(in_tree)):
         try:
             res = _jacobian_one_pass(f, args, kwargs, nums[0], in_tree, has_aux, chunk_size, holomorphic, who)
-        except _Shrink as exc:  # an inner transform needs fewer directions here
-            k = _shrunk(math.prod(in_tree.shape), exc, chunk_size, depth)
+        except _budget.Shrink as exc:  # an inner transform needs fewer directions here
+            k = _budget.shrunk(math.prod(in_tree.shape), exc, chunk_size, depth)
             if k is None:
                 raise
             res = None
@@ -538,17 +494,17 @@ def _jacobian(
         while s < n:
             e = min(s + k, n)
             duals = [_seed_chunk(x, o, m, s, e, level) for x, o, m in zip(leaves, offsets, sizes)]
-            token = _NEST.set((*_NEST.get(), _Frame(e - s, chunk_size is None)))
+            token = _budget.push(e - s, chunk_size is None)
             try:
                 out = _call_with(f, args, kwargs, argnums, nums, _tree.unflatten(in_def, duals))
-            except _Shrink as exc:
-                k2 = _shrunk(e - s, exc, chunk_size, depth)
+            except _budget.Shrink as exc:
+                k2 = _budget.shrunk(e - s, exc, chunk_size, depth)
                 if k2 is None:
                     raise
                 k = k2
                 continue
             finally:
-                _NEST.reset(token)
+                _budget.pop(token)
             if has_aux:
                 out, a_ = _split_aux(out)
                 aux = _strip(a_, level) if aux is None else aux
@@ -560,7 +516,7 @@ def _jacobian(
                 value = _tree.unflatten(o_def, [p for p, _ in pairs])
                 outs = [p for p, _ in pairs]
                 m = sum(math.prod(o.shape) for o in outs)
-                held = _check_result(n, m, itemsize, leaves[0], who)
+                held = _budget.check_result(n, m, itemsize, leaves[0], who)
                 sink = _Sink(outs, leaves, offsets, sizes, n, e < n)
                 if chunk_size is None and e < n:  # the output size is known now: refine
                     k2 = _auto_chunk(n, m, itemsize, held)
@@ -596,11 +552,11 @@ def _jacobian_one_pass(
     level = new_level()
     call = list(args)
     call[i] = _seed_chunk(x, 0, n, 0, n, level)
-    token = _NEST.set((*_NEST.get(), _Frame(n, chunk_size is None)))
+    token = _budget.push(n, chunk_size is None)
     try:
         out = f(*call, **kwargs)
     finally:
-        _NEST.reset(token)
+        _budget.pop(token)
     aux = None
     if has_aux:
         out, aux = _split_aux(out)
@@ -609,13 +565,13 @@ def _jacobian_one_pass(
         _check_scalar(*_tree.flatten(out))
     if type(out) is DualTensor and out.level == level:  # one output array: no tree to walk
         o, t = out.primal, out._t
-        _check_result(n, math.prod(o.shape), itemsize, x, who)
+        _budget.check_result(n, math.prod(o.shape), itemsize, x, who)
         if t is not None and t.shape[0] != n:
             t = _ns(t).broadcast_to(t, (n, *t.shape[1:]))
         return o, _plain(_block(t, o, x, 0, n)), aux
     o_leaves, o_def = _tree.flatten(out)
     pairs = [_unpack_chunk(leaf, level) for leaf in o_leaves]
-    _check_result(n, sum(math.prod(o.shape) for o, _ in pairs), itemsize, x, who)
+    _budget.check_result(n, sum(math.prod(o.shape) for o, _ in pairs), itemsize, x, who)
     blocks = []
     for o, t in pairs:
         if t is not None and t.shape[0] != n:
@@ -644,115 +600,6 @@ def _check_scalar(o_leaves: list, o_def: Any) -> None:
             f"grad needs a real floating scalar output, got dtype {leaf.dtype}; use ft.jacfwd "
             "(holomorphic=True for complex outputs of complex inputs), or take the real part"
         )
-
-
-# ------------------------------------------------------- one memory budget
-class _Frame:
-    """One pass of an active transform: ``k`` directions, chosen by jacfwd itself when ``auto``."""
-
-    __slots__ = ("k", "auto")
-
-    def __init__(self, k: int, auto: bool) -> None:
-        self.k, self.auto = k, auto
-
-
-# The passes in progress around this point of the program (outermost first), per thread and
-# task: a transform inside another sizes its chunks for what the outer ones left.
-_NEST: contextvars.ContextVar[tuple] = contextvars.ContextVar("fwdtensor_nest", default=())
-
-
-class _Shrink(BaseException):
-    """An inner jacfwd's result alone would exceed the budget at the current nesting.
-
-    Raised through the user's function (a BaseException, so ``except Exception`` in ``f``
-    does not swallow it) to the nearest enclosing pass that chose its own chunk, which
-    retries with fewer directions. ``nbytes`` is the inner result's size as it would be.
-    """
-
-    def __init__(self, nbytes: int) -> None:
-        super().__init__(nbytes)
-        self.nbytes = nbytes
-        self.depth = len(_NEST.get())  # the passes outside the raiser: only they may shrink
-
-
-def _scale(frames: tuple | None = None) -> int:
-    """How many values each element carries for the enclosing passes: prod(1 + k)."""
-    s = 1
-    for fr in _NEST.get() if frames is None else frames:
-        s *= 1 + fr.k
-    return s
-
-
-def _shrunk(k: int, exc: _Shrink, chunk_size: Any, depth: int) -> int | None:
-    """Fewer directions for the pass at ``depth`` so an inner one fits the budget; None: cannot help."""
-    if chunk_size is not None or k <= 1 or depth >= exc.depth:
-        return None
-    fits = (1 + k) * get_memory_budget() // max(exc.nbytes, 1) - 1
-    return max(1, min(k - 1, fits))
-
-
-# Copies of a nested Jacobian alive while it is assembled (the chunks, their concatenation,
-# the block handed out): what an inner result costs the enclosing pass.
-_ASSEMBLY = 3
-
-
-def _check_result(n: int, m: int, itemsize: int, x: Any, who: str) -> int:
-    """A Jacobian of ``m x n`` entries: shrink an enclosing pass or refuse what cannot fit.
-
-    Returns the bytes its assembly holds from the budget (0 at the top level, where the
-    result is the user's and outside the budget).
-    """
-    frames = _NEST.get()
-    scale = _scale(frames)
-    nbytes = n * m * itemsize * scale
-    if _ASSEMBLY * nbytes > get_memory_budget() and any(fr.auto and fr.k > 1 for fr in frames):
-        raise _Shrink(_ASSEMBLY * nbytes)
-    avail = _available_memory(x)
-    if avail is not None and nbytes > avail:
-        what = "Jacobian" if who == "jacfwd" else f"result of {who}"
-        if scale > 1:
-            what += f" (inside another transform, {scale} values per entry)"
-        raise _errors.result_too_large(what, (m, n), nbytes, avail)
-    return _ASSEMBLY * nbytes if frames else 0
-
-
-def _host_available() -> int | None:
-    try:
-        with open("/proc/meminfo") as fh:
-            for line in fh:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    try:
-        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (AttributeError, OSError, ValueError):
-        return None
-
-
-def _available_memory(x: Any) -> int | None:
-    """Bytes free where ``x``'s arrays live (host RAM, or the GPU); None when unknown."""
-    inner = _innermost(x)
-    xp = _backend.namespace_of(inner)
-    try:
-        if array_api_compat.is_cupy_namespace(xp):
-            import cupy
-
-            free = cupy.cuda.runtime.memGetInfo()[0]
-            return free + cupy.get_default_memory_pool().free_bytes()
-        if array_api_compat.is_torch_namespace(xp):
-            dev = inner.device
-            if dev.type == "cuda":
-                import torch
-
-                free = torch.cuda.mem_get_info(dev)[0]
-                return free + torch.cuda.memory_reserved(dev) - torch.cuda.memory_allocated(dev)
-            return _host_available() if dev.type == "cpu" else None
-        if array_api_compat.is_numpy_namespace(xp) or "array_api_strict" in getattr(xp, "__name__", ""):
-            return _host_available()
-    except Exception:  # a device query that fails leaves the size unchecked, never refused
-        return None
-    return None
 
 
 def _empty_jacobian(f, args, kwargs, argnums, nums, has_aux, leaves, in_def, who="jacfwd") -> tuple:

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 import fwdtensor as ft
-from fwdtensor import _transforms
+from fwdtensor import _budget
 from tests._util import to_numpy
 
 RNG = np.random.default_rng(zlib.crc32(b"test_budget"))
@@ -127,7 +127,7 @@ def test_memory_budget_of_a_bench_script_runs():
 # ------------------------------------------------------- too large to fit
 def test_result_that_cannot_fit_is_refused_before_the_jacobian(budget, monkeypatch):
     budget(1 << 20)
-    monkeypatch.setattr(_transforms, "_available_memory", lambda x: 16 << 30)
+    monkeypatch.setattr(_budget, "available_memory", lambda x: 16 << 30)
     calls = []
 
     def f(x):
@@ -143,7 +143,7 @@ def test_result_that_cannot_fit_is_refused_before_the_jacobian(budget, monkeypat
 
 
 def test_result_that_fits_memory_but_not_the_budget_is_chunked(budget, monkeypatch):
-    monkeypatch.setattr(_transforms, "_available_memory", lambda x: 1 << 30)
+    monkeypatch.setattr(_budget, "available_memory", lambda x: 1 << 30)
     x = RNG.uniform(-1, 1, 300)
     want = ft.jacfwd(ft.sin)(x)
     budget(64 << 10)
@@ -154,9 +154,9 @@ def test_result_that_fits_memory_but_not_the_budget_is_chunked(budget, monkeypat
 
 
 def test_unknown_available_memory_never_refuses(monkeypatch):
-    monkeypatch.setattr(_transforms, "_available_memory", lambda x: None)
+    monkeypatch.setattr(_budget, "available_memory", lambda x: None)
     assert ft.jacfwd(ft.sin)(np.zeros(3)).shape == (3, 3)
-    monkeypatch.setattr(_transforms, "_available_memory", lambda x: 50)
+    monkeypatch.setattr(_budget, "available_memory", lambda x: 50)
     with pytest.raises(ft.ResultTooLargeError, match="shape \\(3, 3\\)"):
         ft.jacfwd(ft.sin)(np.zeros(3))
     with pytest.raises(ft.ResultTooLargeError):
@@ -164,7 +164,7 @@ def test_unknown_available_memory_never_refuses(monkeypatch):
 
 
 def test_available_memory_is_read_from_the_system():
-    avail = _transforms._available_memory(np.zeros(1))
+    avail = _budget.available_memory(np.zeros(1))
     assert avail is None or avail > 0
     assert "ResultTooLargeError" in ft.__all__
 
@@ -264,14 +264,14 @@ def test_bad_values_are_refused():
 )
 def test_budget_environment_units(monkeypatch, text, value):
     monkeypatch.setenv("FWDTENSOR_MEMORY_BUDGET", text)
-    monkeypatch.setattr(_transforms, "_budget", [None])
+    monkeypatch.setattr(_budget, "_value", [None])
     assert ft.get_memory_budget() == value
 
 
 @pytest.mark.parametrize("text", ["-5", "0", "abc", "1XB", "", "0.1"])
 def test_budget_environment_nonsense_at_first_use(monkeypatch, text):
     monkeypatch.setenv("FWDTENSOR_MEMORY_BUDGET", text)
-    monkeypatch.setattr(_transforms, "_budget", [None])
+    monkeypatch.setattr(_budget, "_value", [None])
     with pytest.raises(ValueError, match="FWDTENSOR_MEMORY_BUDGET=.*positive number of bytes.*512MiB"):
         ft.get_memory_budget()
     with pytest.raises(ValueError, match="FWDTENSOR_MEMORY_BUDGET"):
