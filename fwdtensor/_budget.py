@@ -111,6 +111,11 @@ def shrunk(k: int, exc: Shrink, chunk_size: Any, depth: int) -> int | None:
 ASSEMBLY = 3
 
 
+# Results smaller than this are never checked against the free memory: asking the system
+# (a file read on Linux, a driver call on a GPU) would cost more than small Jacobians do.
+CHECK_FROM = 64 << 20
+
+
 def check_result(n: int, m: int, itemsize: int, x: Any, who: str) -> int:
     """A Jacobian of ``m x n`` entries: shrink an enclosing pass or refuse what cannot fit.
 
@@ -118,11 +123,13 @@ def check_result(n: int, m: int, itemsize: int, x: Any, who: str) -> int:
     result is the user's and outside the budget).
     """
     active = _NEST.get()
+    if not active and n * m * itemsize < CHECK_FROM:
+        return 0  # the common case, at once
     per_entry = scale(active)
     nbytes = n * m * itemsize * per_entry
     if ASSEMBLY * nbytes > get_memory_budget() and any(fr.auto and fr.k > 1 for fr in active):
         raise Shrink(ASSEMBLY * nbytes)
-    avail = available_memory(x)
+    avail = available_memory(x) if nbytes >= CHECK_FROM else None
     if avail is not None and nbytes > avail:
         what = "Jacobian" if who == "jacfwd" else f"result of {who}"
         if per_entry > 1:
