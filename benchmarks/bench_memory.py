@@ -68,7 +68,8 @@ def cases(n: int):
     xg = np.linspace(0.1, 1.0, 16 * n)
     yield "grad", lambda: ft.grad(scalar_f)(xg), lambda: scalar_f(xg), 0
     # one direction cannot be split: order 3 holds 2**3 copies of the primal's intermediates
-    yield "derivative(order=3)", lambda: ft.derivative(curve, order=3)(0.7), lambda: curve(np.asarray(0.7)), -8
+    t0 = np.asarray(0.7)
+    yield "derivative(order=3)", lambda: ft.derivative(curve, order=3)(t0), lambda: curve(t0), -8
 
 
 def main() -> None:
