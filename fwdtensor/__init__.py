@@ -22,6 +22,7 @@ from ._errors import (
     DerivativeLostError,
     FwdTensorError,
     NotDifferentiableError,
+    ResultTooLargeError,
     StructureError,
     TangentError,
 )
@@ -35,10 +36,12 @@ from ._transforms import (
     batched_jvp,
     derivative,
     get_memory_budget,
+    grad,
     hessian,
     jacfwd,
     jvp,
     set_memory_budget,
+    value_and_grad,
     value_and_jacfwd,
 )
 from .rules.creation import asarray
@@ -79,6 +82,8 @@ __all__ = [
     "DistributedError",
     "hessian",
     "derivative",
+    "grad",
+    "value_and_grad",
     "custom_jvp",
     "sparse_jacfwd",
     "sparsity_pattern",
@@ -96,6 +101,7 @@ __all__ = [
     "DerivativeLostError",
     "NotDifferentiableError",
     "StructureError",
+    "ResultTooLargeError",
     *_extras_all,
     *sorted(_functions),
 ]

@@ -52,11 +52,19 @@ class custom_jvp:  # noqa: N801  (named like jax.custom_jvp, used as a decorator
     """
 
     def __init__(self, fun: Callable, nondiff_argnums: tuple[int, ...] = ()) -> None:
+        if not callable(fun):
+            raise TypeError(
+                f"custom_jvp wraps a function, got {type(fun).__name__} {fun!r}; write "
+                "@ft.custom_jvp above a def, or ft.custom_jvp(f) with f callable"
+            )
         functools.update_wrapper(self, fun)
-        nums = tuple(nondiff_argnums)
-        if any(isinstance(i, bool) or not isinstance(i, int) or i < 0 for i in nums):
-            raise TypeError(f"nondiff_argnums must be non-negative ints, got {nondiff_argnums!r}")
+        try:
+            nums = tuple(nondiff_argnums)
+        except TypeError:
+            nums = (nondiff_argnums,)
+        nums = tuple(_errors.as_index(i, "nondiff_argnums", 0, "a tuple of non-negative ints") for i in nums)
         self.fun = fun
+        self._checked: set = set()  # argument signatures whose rule outputs matched fun's
         self.nondiff_argnums = tuple(sorted(set(nums)))
         self.rule: Callable | None = None
         self.batched = False
@@ -154,11 +162,65 @@ def _apply(cj: custom_jvp, args: tuple, leaves: list, tdef: Any, top: DualTensor
         pairs = _pair(cj, out, tout, n, batched=True)
     else:
         pairs = _loop(cj, nondiff, p_tree, tdef, tangents, n)
+    _check_against_fun(cj, args, p_tree, pairs[0])
     o_leaves, o_def = _tree.flatten(_check_out(cj, pairs[0]))
     results = [
         _core.make_dual(o, t, level, B, bxp) if _floating(o) else o for o, t in zip(o_leaves, pairs[1])
     ]
     return _tree.unflatten(o_def, results)
+
+
+def _signature(args: tuple) -> Any:
+    """A hashable key for what decides the output's structure, shapes and dtypes; None if unknown."""
+    leaves, tdef = _tree.flatten(args)
+    key: list = [_tree.describe(tdef)]
+    for leaf in leaves:
+        if type(leaf) is DualTensor or _backend.is_array(leaf):
+            key.append((type(_core.innermost(leaf)).__name__, tuple(leaf.shape), str(leaf.dtype)))
+        else:
+            try:
+                hash(leaf)
+            except TypeError:
+                return None
+            key.append((type(leaf).__name__, leaf))
+    return tuple(key)
+
+
+def _check_against_fun(cj: custom_jvp, args: tuple, p_tree: Any, rule_out: Any) -> None:
+    """The rule's primal outputs must match ``fun``'s in structure, shape and dtype.
+
+    ``fun`` runs once on the primals for each new signature of the arguments (shapes,
+    dtypes, other arguments), so a rule that disagrees with its function is caught on
+    first use and the check costs nothing afterwards.
+    """
+    key = _signature(args)
+    if key is not None and key in cj._checked:
+        return
+    ref = cj.fun(*_merge(cj, args, p_tree))
+    r_leaves, r_def = _tree.flatten(ref)
+    o_leaves, o_def = _tree.flatten(rule_out)
+    name = cj.__name__
+    if _tree.describe(r_def) != _tree.describe(o_def):
+        raise _errors.StructureError(
+            f"the jvp rule of {name} returned outputs of structure {_tree.describe(o_def)}, but "
+            f"{name} itself returns {_tree.describe(r_def)}; the rule's first result must be "
+            f"{name}'s output"
+        )
+    for i, (r, o) in enumerate(zip(r_leaves, o_leaves)):
+        rs, os_ = tuple(getattr(r, "shape", ())), tuple(getattr(o, "shape", ()))
+        if rs != os_:
+            raise _errors.StructureError(
+                f"the jvp rule of {name} returned output {i} of shape {os_}, but {name} itself "
+                f"returns shape {rs}; the rule's first result must be {name}'s output"
+            )
+        rd, od = getattr(r, "dtype", None), getattr(o, "dtype", None)
+        if rd is not None and od is not None and rd != od:
+            raise _errors.StructureError(
+                f"the jvp rule of {name} returned output {i} of dtype {od}, but {name} itself "
+                f"returns dtype {rd}; cast the rule's output (astype) to match"
+            )
+    if key is not None:
+        cj._checked.add(key)
 
 
 def _merge(cj: custom_jvp, args: tuple, diff: tuple) -> list:

@@ -37,7 +37,7 @@ import array_api_compat
 
 import fwdtensor as ft
 
-from . import _backend, _dask, _progress, _tree
+from . import _backend, _dask, _errors, _progress, _tree
 from ._core import DualTensor
 from ._errors import FwdTensorError
 
@@ -487,8 +487,9 @@ class _Runner:
 # ------------------------------------------------------------------ checks
 def _check_argnums(argnums: Any, nargs: int | None = None) -> tuple[int, ...]:
     nums = argnums if isinstance(argnums, tuple) else (argnums,)
-    if not nums or any(isinstance(a, bool) or not isinstance(a, int) for a in nums):
+    if not nums:
         raise TypeError(f"argnums must be an int or a non-empty tuple of ints, got {argnums!r}")
+    nums = tuple(_errors.as_index(a, "argnums", None, "an int or a non-empty tuple of ints") for a in nums)
     if len(set(nums)) != len(nums):
         raise ValueError(f"argnums has repeated entries: {argnums!r}")
     if nargs is not None:
@@ -501,12 +502,9 @@ def _check_argnums(argnums: Any, nargs: int | None = None) -> tuple[int, ...]:
 
 
 def _check_options(chunk_size: Any, retries: Any, timeout: Any = None) -> None:
-    if chunk_size is not None and (
-        isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size <= 0
-    ):
-        raise ValueError(f"chunk_size must be a positive integer or None, got {chunk_size!r}")
-    if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
-        raise ValueError(f"retries must be a non-negative integer, got {retries!r}")
+    if chunk_size is not None:
+        _errors.as_index(chunk_size, "chunk_size", 1, "a positive integer or None")
+    _errors.as_index(retries, "retries", 0, "a non-negative integer")
     if timeout is not None and (
         isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0
     ):
@@ -655,8 +653,11 @@ def distributed_jacfwd(
            [0., 1.]])
     """
     _pool(executor)
-    _check_argnums(argnums)
+    nums = _check_argnums(argnums)
+    argnums = nums if isinstance(argnums, tuple) else nums[0]  # NumPy integers made Python ints
     _check_options(chunk_size, retries, timeout)
+    chunk_size = None if chunk_size is None else _errors.as_index(chunk_size, "chunk_size")
+    retries = _errors.as_index(retries, "retries")
     _progress.check(progress)
 
     def jacfun(*args: Any, **kwargs: Any) -> Any:

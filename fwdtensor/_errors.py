@@ -90,3 +90,47 @@ def derivative_lost(what: str) -> DerivativeLostError:
         f"{what} of a DualTensor that carries a tangent: a derivative would be lost; "
         "use d.primal to drop it on purpose (or keep computing with the fwdtensor namespace)"
     )
+
+
+class ResultTooLargeError(FwdTensorError, MemoryError):
+    """A transform's result alone cannot fit in the memory available, so it was not attempted."""
+
+
+def result_too_large(what: str, shape: tuple, nbytes: int, available: int) -> ResultTooLargeError:
+    gib = 1 << 30
+    return ResultTooLargeError(
+        f"the {what} would have shape {tuple(shape)} and take {nbytes / gib:.1f} GiB, more than the "
+        f"{available / gib:.1f} GiB of memory available; nothing was computed. Ways out: "
+        "ft.sparse_jacfwd (a sparse Jacobian, when most entries are structurally zero), "
+        "ft.jvp or ft.batched_jvp (the Jacobian applied to the directions you need, never stored), "
+        "or jacfwd with a small chunk_size on a slice of the inputs (argnums, or a function of "
+        "fewer variables) to compute it piece by piece"
+    )
+
+
+class ArgumentError(FwdTensorError, TypeError, ValueError):
+    """A parameter of wrong type or value (a TypeError and a ValueError, so either catch works)."""
+
+
+def as_index(value: object, name: str, minimum: int | None = None, expect: str | None = None) -> int:
+    """``value`` as a Python int through ``operator.index`` (NumPy and torch integers too).
+
+    bool and floats are refused, and so are values below ``minimum``, with a message naming
+    the parameter ``name`` and what it must be (``expect``).
+    """
+    import operator
+
+    if expect is None:
+        expect = {None: "an integer", 0: "a non-negative integer", 1: "a positive integer"}.get(
+            minimum, f"an integer >= {minimum}"
+        )
+    i = None
+    if not isinstance(value, bool) and "bool" not in str(getattr(value, "dtype", "")):
+        try:
+            i = operator.index(value)
+        except TypeError:
+            pass
+    if i is None or (minimum is not None and i < minimum):
+        got = f"{type(value).__name__} {value!r}" if i is None else repr(i)
+        raise ArgumentError(f"{name} must be {expect}, got {got}")
+    return i

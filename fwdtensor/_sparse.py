@@ -189,6 +189,8 @@ def sparse_jacfwd(
     has_aux: bool = False,
     chunk_size: int | None = None,
     output: str = "sparse",
+    holomorphic: bool = False,
+    progress: Any = False,
 ) -> SparseJacobian:
     """A reusable sparse-Jacobian function of ``f``: colours once, then one pass per call.
 
@@ -196,14 +198,24 @@ def sparse_jacfwd(
     matrix or ``SparsityPattern``); ``None`` detects it with ``sparsity_pattern`` at the
     first call and keeps it. ``output="sparse"`` returns the backend's sparse matrix
     (scipy.sparse CSR for NumPy, cupyx for CuPy, torch sparse CSR), ``"dense"`` an array
-    of shape ``out.shape + in.shape``.
+    of shape ``out.shape + in.shape``. ``holomorphic=True`` takes complex inputs (with a
+    given pattern) and gives df/dz; ``progress`` reports the colours done, as in ``jacfwd``.
 
     >>> import numpy as np, fwdtensor as ft
     >>> jac = ft.sparse_jacfwd(lambda x: x * x, np.eye(4, dtype=bool))
     >>> jac.ncolors, jac(np.arange(4.0)).toarray().diagonal().tolist()
     (1, [0.0, 2.0, 4.0, 6.0])
     """
-    return SparseJacobian(f, sparsity, argnums, has_aux=has_aux, chunk_size=chunk_size, output=output)
+    return SparseJacobian(
+        f,
+        sparsity,
+        argnums,
+        has_aux=has_aux,
+        chunk_size=chunk_size,
+        output=output,
+        holomorphic=holomorphic,
+        progress=progress,
+    )
 
 
 class SparseJacobian:
@@ -223,21 +235,30 @@ class SparseJacobian:
         has_aux: bool = False,
         chunk_size: int | None = None,
         output: str = "sparse",
+        holomorphic: bool = False,
+        progress: Any = False,
     ) -> None:
+        from . import _progress
         from ._transforms import _check_chunk_size
 
-        if isinstance(argnums, bool) or not isinstance(argnums, int):
+        if isinstance(argnums, tuple):
             raise TypeError(
                 "a sparse Jacobian differentiates one array argument: argnums must be an int, "
                 f"got {argnums!r}"
             )
-        _check_chunk_size(chunk_size)
+        argnums = _errors.as_index(
+            argnums, "argnums (of a sparse Jacobian, one array argument)", None, "an int"
+        )
+        chunk_size = _check_chunk_size(chunk_size)
         if output not in ("sparse", "dense"):
             raise ValueError(f"output must be 'sparse' or 'dense', got {output!r}")
-        if not isinstance(has_aux, bool):
-            raise TypeError(f"has_aux must be True or False, got {has_aux!r}")
+        for name, v in (("has_aux", has_aux), ("holomorphic", holomorphic)):
+            if not isinstance(v, bool):
+                raise TypeError(f"{name} must be True or False, got {v!r}")
+        _progress.check(progress)
         self.f, self.argnums, self.has_aux = f, argnums, has_aux
         self.chunk_size, self.output = chunk_size, output
+        self.holomorphic, self.progress = holomorphic, progress
         self.pattern: SparsityPattern | None = None
         self.colors: np.ndarray | None = None
         self.ncolors = 0
@@ -276,7 +297,7 @@ class SparseJacobian:
 
         i = _argpos(self.argnums, len(args))
         x = _leaf_array(args[i], f"argument {self.argnums}")
-        _check_differentiable_input(x, False)
+        _check_differentiable_input(x, self.holomorphic)
         if self.pattern is None:
             t0 = time.perf_counter()
             self._use(sparsity_pattern(self.f, *args, argnums=i, has_aux=self.has_aux, **kwargs))
@@ -316,22 +337,29 @@ class SparseJacobian:
             out = g(x)
             out, aux = _tree_split(out, self.has_aux)
             return out, aux, None
+        from . import _progress
+
         seeds = self._seeds(x)
         k = self.chunk_size or self.ncolors
         parts, value, aux = [], None, None
-        for s in range(0, self.ncolors, k):
-            e = min(s + k, self.ncolors)
-            seed = seeds if (s, e) == (0, self.ncolors) else seeds[s:e, ...]
-            level = new_level()
-            out = g(_seed(x, seed, level, e - s))
-            if self.has_aux:
-                out, a_ = _split_aux(out)
-                aux = _strip(a_, level) if aux is None else aux
-            if not (type(out) is DualTensor or _backend.is_array(out)):
-                return out, aux, None  # reported by the caller
-            o, t = _unpack(out, level, e - s)
-            value = o if value is None else value
-            parts.append(t)
+        bar = _progress.reporter(self.progress, self.ncolors, "colour", "sparse_jacfwd")
+        try:
+            for s in range(0, self.ncolors, k):
+                e = min(s + k, self.ncolors)
+                seed = seeds if (s, e) == (0, self.ncolors) else seeds[s:e, ...]
+                level = new_level()
+                out = g(_seed(x, seed, level, e - s))
+                if self.has_aux:
+                    out, a_ = _split_aux(out)
+                    aux = _strip(a_, level) if aux is None else aux
+                if not (type(out) is DualTensor or _backend.is_array(out)):
+                    return out, aux, None  # reported by the caller
+                o, t = _unpack(out, level, e - s)
+                value = o if value is None else value
+                parts.append(t)
+                bar.update(e - s)
+        finally:
+            bar.close()
         C = parts[0] if len(parts) == 1 else _ns(parts[0]).concat(parts, axis=0)
         return value, aux, _ns(C).reshape(C, (self.ncolors, math.prod(value.shape)))
 

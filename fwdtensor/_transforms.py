@@ -8,14 +8,14 @@ user can get wrong is checked before the function runs.
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import array_api_compat
 import numpy as _np
 
-from . import _backend, _batched, _core, _errors, _memory, _progress, _tree
+from . import _backend, _batched, _budget, _core, _errors, _memory, _progress, _tree
+from ._budget import get_memory_budget, set_memory_budget
 from ._core import DualTensor
 from ._levels import new_level
 
@@ -26,24 +26,11 @@ __all__ = [
     "value_and_jacfwd",
     "hessian",
     "derivative",
+    "grad",
+    "value_and_grad",
     "set_memory_budget",
     "get_memory_budget",
 ]
-
-_DEFAULT_BUDGET = 1 << 30  # bytes of tangent storage per chunk that jacfwd aims for
-_budget = [int(os.environ.get("FWDTENSOR_MEMORY_BUDGET", _DEFAULT_BUDGET))]
-
-
-def set_memory_budget(nbytes: int) -> None:
-    """Set the memory (bytes) that ``jacfwd`` sizes its chunks of directions for."""
-    if isinstance(nbytes, bool) or not isinstance(nbytes, int) or nbytes <= 0:
-        raise ValueError(f"the memory budget must be a positive number of bytes, got {nbytes!r}")
-    _budget[0] = nbytes
-
-
-def get_memory_budget() -> int:
-    """The memory budget (bytes) ``jacfwd`` uses to choose its chunk size."""
-    return _budget[0]
 
 
 # ------------------------------------------------------------------ helpers
@@ -204,7 +191,11 @@ def jvp(
     B = sizes.pop() if sizes else 1
     level = new_level()
     duals = [_seed(p, t, level, B if batched else 0) for p, t in zip(p_leaves, t_leaves)]
-    out = f(*_tree.unflatten(p_def, duals))
+    token = _budget.push(B, False)  # inner jacfwds size their chunks for it
+    try:
+        out = f(*_tree.unflatten(p_def, duals))
+    finally:
+        _budget.pop(token)
     aux = None
     if has_aux:
         out, aux = _split_aux(out)
@@ -306,33 +297,39 @@ def _strip(tree: Any, level: int) -> Any:
 
 # ------------------------------------------------------------------- jacfwd
 def _check_argnums(argnums: Any) -> tuple[int, ...]:
+    """The positions named by ``argnums`` (an integer or a tuple of them), as Python ints."""
     nums = argnums if isinstance(argnums, tuple) else (argnums,)
     if not nums:
         raise ValueError("argnums is an empty tuple; name at least one argument to differentiate")
-    for a in nums:
-        if isinstance(a, bool) or not isinstance(a, int):
-            raise TypeError(f"argnums must be an int or a tuple of ints, got {argnums!r}")
+    nums = tuple(_errors.as_index(a, "argnums", None, "an int or a tuple of ints") for a in nums)
     if len(set(nums)) != len(nums):
         raise ValueError(f"argnums has repeated entries: {argnums!r}")
     return nums
 
 
-def _check_chunk_size(chunk_size: Any) -> None:
-    if chunk_size is not None and (
-        isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size <= 0
-    ):
-        raise ValueError(f"chunk_size must be a positive integer or None, got {chunk_size!r}")
+def _normal_argnums(argnums: Any, nums: tuple[int, ...]) -> int | tuple[int, ...]:
+    """``argnums`` with NumPy (or other integral) entries made Python ints, its form kept."""
+    return nums if isinstance(argnums, tuple) else nums[0]
+
+
+def _check_chunk_size(chunk_size: Any) -> int | None:
+    if chunk_size is None:
+        return None
+    return _errors.as_index(chunk_size, "chunk_size", 1, "a positive integer or None")
 
 
 def _check_options(argnums: Any, chunk_size: Any, has_aux: Any, holomorphic: Any, progress: Any) -> tuple:
-    """Every argument of ``jacfwd`` checked when the transform is built, before any call."""
+    """Every argument of ``jacfwd`` checked when the transform is built, before any call.
+
+    Returns ``(argnums, nums, chunk_size)`` with integral values made Python ints.
+    """
     nums = _check_argnums(argnums)
-    _check_chunk_size(chunk_size)
+    chunk_size = _check_chunk_size(chunk_size)
     for name, v in (("has_aux", has_aux), ("holomorphic", holomorphic)):
         if not isinstance(v, bool):
             raise TypeError(f"{name} must be True or False, got {v!r}")
     _progress.check(progress)
-    return nums
+    return _normal_argnums(argnums, nums), nums, chunk_size
 
 
 # Working set per direction, in arrays as large as the larger of input and output: a
@@ -340,10 +337,28 @@ def _check_options(argnums: Any, chunk_size: Any, has_aux: Any, holomorphic: Any
 _LIVE_ARRAYS = 8
 
 
-def _auto_chunk(n: int, m: int, itemsize: int) -> int:
-    """Directions per pass so that ~8 tangents of max(n, m) elements each fit the memory budget."""
-    per_direction = _LIVE_ARRAYS * itemsize * max(n, m, 1)
-    return max(1, min(n, get_memory_budget() // per_direction))
+def _auto_chunk(n: int, m: int, itemsize: int, reserved: int | None = 0) -> int:
+    """Directions per pass so that ~8 tangents of max(n, m) elements each fit the memory budget.
+
+    Inside other transforms every element already carries ``_budget.scale()`` values (the outer
+    passes' primal and tangents), so the budget buys proportionally fewer directions here.
+    """
+    frames = _budget.frames()
+    per_direction = _LIVE_ARRAYS * itemsize * max(n, m, 1) * _budget.scale(frames)
+    budget = get_memory_budget()
+    if not frames:
+        return max(1, min(n, budget // per_direction))
+    # Nested, the primal part is a dual of the outer passes: it costs as much as a direction;
+    # ``reserved`` is this level's own result, growing while its chunks run.
+    guess = reserved is None  # the output size is not known yet: assume a square Jacobian
+    if guess:
+        reserved = min(_budget.ASSEMBLY * n * max(n, m) * itemsize * _budget.scale(frames), budget // 2)
+    need = reserved + 2 * per_direction
+    if need > budget:
+        if not guess and any(fr.auto and fr.k > 1 for fr in frames):
+            raise _budget.Shrink(need)  # not even one direction fits here: an outer pass gives way
+        reserved = 0  # below the floor of one direction per level: at least do not crawl
+    return max(1, min(n, (budget - reserved) // per_direction - 1))
 
 
 def jacfwd(
@@ -383,7 +398,7 @@ def jacfwd(
     >>> ft.jacfwd(lambda x: x * x[:, ::-1], batch_axis=0)(np.array([[1.0, 2.0], [3.0, 4.0]])).shape
     (2, 2, 2)
     """
-    nums = _check_options(argnums, chunk_size, has_aux, holomorphic, progress)
+    argnums, nums, chunk_size = _check_options(argnums, chunk_size, has_aux, holomorphic, progress)
     if batch_axis is not None:
         _only_with_batch_axis(
             sparsity=sparsity, executor=executor, holomorphic=holomorphic, progress=progress
@@ -392,12 +407,9 @@ def jacfwd(
             f, argnums, nums, batch_axis=batch_axis, has_aux=has_aux, chunk_size=chunk_size, check=check,
             engine=_engine(),
         )  # fmt: skip
+    _check_combination(sparsity, executor, holomorphic)
     if sparsity is not None:
-        from ._sparse import sparse_jacfwd
-
-        return sparse_jacfwd(
-            f, None if _is_detect(sparsity) else sparsity, argnums, has_aux=has_aux, chunk_size=chunk_size
-        )
+        return _sparse_transform(f, sparsity, argnums, has_aux, chunk_size, holomorphic, progress)
     if executor is not None:
         from ._distributed import distributed_jacfwd
 
@@ -432,6 +444,43 @@ def _only_with_batch_axis(**options: Any) -> None:
                 f"batch_axis cannot be combined with {name}={value!r}: per-sample Jacobians are dense "
                 f"blocks computed in this process; drop {name}, or drop batch_axis for the full Jacobian"
             )
+def _check_combination(sparsity: Any, executor: Any, holomorphic: bool) -> None:
+    """Options of ``jacfwd`` that cannot work together are refused by name, never dropped."""
+    if sparsity is not None and executor is not None:
+        raise ValueError(
+            "jacfwd got both sparsity= and executor=, which cannot be combined: a sparse Jacobian "
+            "takes one pass per chunk of colours on this process. Drop executor= (the colouring "
+            "already makes the pass count small) or drop sparsity= to distribute dense chunks"
+        )
+    if executor is not None and holomorphic:
+        raise ValueError(
+            "jacfwd got both executor= and holomorphic=True, which cannot be combined: a "
+            "distributed Jacobian differentiates real inputs only. Drop executor= for a complex "
+            "derivative, or split the input into real and imaginary parts"
+        )
+
+
+def _sparse_transform(
+    f: Callable, sparsity: Any, argnums: Any, has_aux: bool, chunk_size: Any, holomorphic: bool, progress: Any
+) -> Any:
+    from ._sparse import SparseJacobian
+
+    pattern = None if _is_detect(sparsity) else sparsity
+    if pattern is None and holomorphic:
+        raise ValueError(
+            "jacfwd got sparsity='detect' and holomorphic=True, which cannot be combined: the "
+            "sparsity detection traces real inputs. Pass the pattern itself as sparsity= "
+            "(ft.sparsity_pattern of a real version of f, or a known one) with holomorphic=True"
+        )
+    return SparseJacobian(
+        f,
+        pattern,
+        argnums,
+        has_aux=has_aux,
+        chunk_size=chunk_size,
+        holomorphic=holomorphic,
+        progress=progress,
+    )
 
 
 def _is_detect(sparsity: Any) -> bool:
@@ -459,7 +508,7 @@ def value_and_jacfwd(
     With ``has_aux`` it returns ``((value, aux), jacobian)``, as ``jax.value_and_grad`` does.
     ``batch_axis`` gives per-sample Jacobians, as in ``jacfwd``.
     """
-    nums = _check_options(argnums, chunk_size, has_aux, holomorphic, progress)
+    argnums, nums, chunk_size = _check_options(argnums, chunk_size, has_aux, holomorphic, progress)
     if batch_axis is not None:
         _only_with_batch_axis(sparsity=sparsity, holomorphic=holomorphic, progress=progress)
         return _batched.batched_jacfwd(
@@ -467,12 +516,9 @@ def value_and_jacfwd(
             with_value=True, engine=_engine(),
         )  # fmt: skip
     if sparsity is not None:
-        from ._sparse import sparse_jacfwd
-
-        sj = sparse_jacfwd(
-            f, None if _is_detect(sparsity) else sparsity, argnums, has_aux=has_aux, chunk_size=chunk_size
-        )
-        return sj.value_and_jacobian
+        return _sparse_transform(
+            f, sparsity, argnums, has_aux, chunk_size, holomorphic, progress
+        ).value_and_jacobian
     opts = (argnums, nums, has_aux, chunk_size, holomorphic, progress)
 
     def fun(*args: Any, **kwargs: Any) -> Any:
@@ -515,47 +561,73 @@ def _jacobian(
     chunk_size: int | None,
     holomorphic: bool,
     progress: Any = False,
+    who: str = "jacfwd",
 ) -> tuple:
-    """Value, Jacobian tree and aux of ``f`` at ``args``: seed, run in chunks, assemble."""
+    """Value, Jacobian tree and aux of ``f`` at ``args``: seed, run in chunks, assemble.
+
+    ``who`` names the transform in errors; ``"grad"`` also requires a scalar output.
+    """
     nums, in_tree = _select(args, argnums, nums)
     if type(in_tree) is DualTensor:
         in_tree = _core.bare(in_tree)  # a constant input is its array
+    k, depth = None, len(_budget.frames())
     if progress is False and (type(in_tree) is DualTensor or _backend.is_array(in_tree)):
-        res = _jacobian_one_pass(f, args, kwargs, nums[0], in_tree, has_aux, chunk_size, holomorphic)
+        try:
+            res = _jacobian_one_pass(f, args, kwargs, nums[0], in_tree, has_aux, chunk_size, holomorphic, who)
+        except _budget.Shrink as exc:  # an inner transform needs fewer directions here
+            k = _budget.shrunk(math.prod(in_tree.shape), exc, chunk_size, depth)
+            if k is None:
+                raise
+            res = None
         if res is not None:
             return res
     leaves, in_def = _tree.flatten(in_tree)
     leaves = [_leaf_array(x, "a differentiated argument") for x in leaves]
     itemsize = 8
     for x in leaves:
-        itemsize = _check_differentiable_input(x, holomorphic)
+        itemsize = _check_differentiable_input(x, holomorphic, who)
     sizes = [math.prod(x.shape) for x in leaves]
     offsets = [sum(sizes[:i]) for i in range(len(sizes))]
     n = sum(sizes)
     if n == 0:
-        return _empty_jacobian(f, args, kwargs, argnums, nums, has_aux, leaves, in_def)
-    k = min(chunk_size, n) if chunk_size else _auto_chunk(n, n, itemsize)
+        return _empty_jacobian(f, args, kwargs, argnums, nums, has_aux, leaves, in_def, who)
+    if k is None:
+        k = min(chunk_size, n) if chunk_size else _auto_chunk(n, n, itemsize, None)
     level = new_level()
-    bar = _progress.reporter(progress if k < n or callable(progress) else False, n, "direction", "jacfwd")
+    bar = _progress.reporter(progress if k < n or callable(progress) else False, n, "direction", who)
     value = aux = sink = o_def = None
     s = 0
     try:
         while s < n:
             e = min(s + k, n)
             duals = [_seed_chunk(x, o, m, s, e, level) for x, o, m in zip(leaves, offsets, sizes)]
-            out = _call_with(f, args, kwargs, argnums, nums, _tree.unflatten(in_def, duals))
+            token = _budget.push(e - s, chunk_size is None)
+            try:
+                out = _call_with(f, args, kwargs, argnums, nums, _tree.unflatten(in_def, duals))
+            except _budget.Shrink as exc:
+                k2 = _budget.shrunk(e - s, exc, chunk_size, depth)
+                if k2 is None:
+                    raise
+                k = k2
+                continue
+            finally:
+                _budget.pop(token)
             if has_aux:
                 out, a_ = _split_aux(out)
                 aux = _strip(a_, level) if aux is None else aux
             o_leaves, o_def = _tree.flatten(out)
+            if who == "grad":
+                _check_scalar(o_leaves, o_def)
             pairs = [_unpack_chunk(o, level) for o in o_leaves]
             if sink is None:
                 value = _tree.unflatten(o_def, [p for p, _ in pairs])
                 outs = [p for p, _ in pairs]
+                m = sum(math.prod(o.shape) for o in outs)
+                held = _budget.check_result(n, m, itemsize, leaves[0], who)
                 sink = _Sink(outs, leaves, offsets, sizes, n, e < n)
                 if chunk_size is None and e < n:  # the output size is known now: refine
-                    m = sum(math.prod(o.shape) for o in outs)
-                    k = min(k, _auto_chunk(n, m, itemsize))
+                    k2 = _auto_chunk(n, m, itemsize, held)
+                    k = k2 if depth else min(k, k2)  # nested, the first chunk guessed low
             sink.add(s, e, [t for _, t in pairs])
             bar.update(e - s)
             s = e
@@ -566,31 +638,47 @@ def _jacobian(
 
 
 def _jacobian_one_pass(
-    f: Callable, args: tuple, kwargs: dict, i: int, x: Any, has_aux: bool, chunk_size: Any, holomorphic: bool
+    f: Callable,
+    args: tuple,
+    kwargs: dict,
+    i: int,
+    x: Any,
+    has_aux: bool,
+    chunk_size: Any,
+    holomorphic: bool,
+    who: str = "jacfwd",
 ) -> tuple | None:
     """The common case, with less bookkeeping: one array argument, all directions in one pass.
 
     Returns None (the general path takes over) when the directions need several chunks.
     """
-    itemsize = _check_differentiable_input(x, holomorphic)
+    itemsize = _check_differentiable_input(x, holomorphic, who)
     n = math.prod(x.shape)
     if n == 0 or (chunk_size or _auto_chunk(n, n, itemsize)) < n:
         return None
     level = new_level()
     call = list(args)
     call[i] = _seed_chunk(x, 0, n, 0, n, level)
-    out = f(*call, **kwargs)
+    token = _budget.push(n, chunk_size is None)
+    try:
+        out = f(*call, **kwargs)
+    finally:
+        _budget.pop(token)
     aux = None
     if has_aux:
         out, aux = _split_aux(out)
         aux = _strip(aux, level)
+    if who == "grad":
+        _check_scalar(*_tree.flatten(out))
     if type(out) is DualTensor and out.level == level:  # one output array: no tree to walk
         o, t = _core.bare(out.primal), out._t
+        _budget.check_result(n, math.prod(o.shape), itemsize, x, who)
         if t is not None and t.shape[0] != n:
             t = _ns(t).broadcast_to(t, (n, *t.shape[1:]))
         return o, _plain(_block(t, o, x, 0, n)), aux
     o_leaves, o_def = _tree.flatten(out)
     pairs = [_unpack_chunk(leaf, level) for leaf in o_leaves]
+    _budget.check_result(n, sum(math.prod(o.shape) for o, _ in pairs), itemsize, x, who)
     blocks = []
     for o, t in pairs:
         if t is not None and t.shape[0] != n:
@@ -599,13 +687,37 @@ def _jacobian_one_pass(
     return _tree.unflatten(o_def, [o for o, _ in pairs]), _tree.unflatten(o_def, blocks), aux
 
 
-def _empty_jacobian(f, args, kwargs, argnums, nums, has_aux, leaves, in_def) -> tuple:
+def _check_scalar(o_leaves: list, o_def: Any) -> None:
+    """``grad`` differentiates functions with one real scalar output; refuse anything else."""
+    leaf = o_leaves[0] if len(o_leaves) == 1 and o_def == ("leaf",) else None
+    if leaf is None or not hasattr(leaf, "shape"):
+        what = f"outputs of structure {_tree.describe(o_def)}" if leaf is None else type(leaf).__name__
+        raise _errors.StructureError(
+            f"grad needs a function with one scalar (0-d array) output, got {what}; use "
+            "ft.jacfwd for the Jacobian of several or non-scalar outputs"
+        )
+    if tuple(leaf.shape) != ():
+        raise _errors.StructureError(
+            f"grad needs a function with a scalar output, got an output of shape {tuple(leaf.shape)}; "
+            "use ft.jacfwd for the Jacobian of a non-scalar output (or reduce it, e.g. with ft.sum)"
+        )
+    kind = _dtype_info(_innermost_ns(leaf), leaf.dtype)[0]
+    if kind != "real":
+        raise _errors.NotDifferentiableError(
+            f"grad needs a real floating scalar output, got dtype {leaf.dtype}; use ft.jacfwd "
+            "(holomorphic=True for complex outputs of complex inputs), or take the real part"
+        )
+
+
+def _empty_jacobian(f, args, kwargs, argnums, nums, has_aux, leaves, in_def, who="jacfwd") -> tuple:
     """No input elements: one plain call, and Jacobian blocks with a zero-size axis."""
     out = _call_with(f, args, kwargs, argnums, nums, _tree.unflatten(in_def, leaves))
     aux = None
     if has_aux:
         out, aux = _split_aux(out)
     o_leaves, o_def = _tree.flatten(out)
+    if who == "grad":
+        _check_scalar(o_leaves, o_def)
     outs = [_unpack(o, 0, 1)[0] for o in o_leaves]
     blocks = [_tree.unflatten(in_def, [_block(None, o, x, 0, 0) for x in leaves]) for o in outs]
     return _tree.unflatten(o_def, outs), _tree.unflatten(o_def, blocks), aux
@@ -628,11 +740,17 @@ def _dtype_info(xp: Any, dt: Any) -> tuple[str, int]:
     return info
 
 
-def _check_differentiable_input(x: Any, holomorphic: bool) -> int:
-    """Refuse an input jacfwd cannot differentiate; return its bytes per element."""
+def _check_differentiable_input(x: Any, holomorphic: bool, who: str = "jacfwd") -> int:
+    """Refuse an input ``who`` (jacfwd, grad) cannot differentiate; return its bytes per element."""
     kind, itemsize = _dtype_info(_innermost_ns(x), x.dtype)
     if kind == "real" or (kind == "complex" and holomorphic):
         return itemsize
+    if kind == "complex" and who == "grad":
+        raise _errors.NotDifferentiableError(
+            f"grad got a complex input ({x.dtype}); grad differentiates real floating inputs. "
+            "Use ft.jacfwd(f, holomorphic=True) for the complex derivative of a holomorphic f, "
+            "or differentiate with respect to the real and imaginary parts as separate inputs"
+        )
     if kind == "complex":
         raise _errors.NotDifferentiableError(
             f"jacfwd got a complex input ({x.dtype}). For a holomorphic function pass "
@@ -641,7 +759,7 @@ def _check_differentiable_input(x: Any, holomorphic: bool) -> int:
             "jacfwd(lambda re, im: f(re + 1j * im), argnums=(0, 1))"
         )
     raise _errors.NotDifferentiableError(
-        f"jacfwd differentiates floating inputs, got dtype {x.dtype}; cast it with "
+        f"{who} differentiates floating inputs, got dtype {x.dtype}; cast it with "
         "astype(x, float64) or leave it out of argnums"
     )
 
@@ -712,7 +830,9 @@ class _Sink:
                 so = tuple(o.shape)
                 res.append([xp.reshape(b, so + tuple(x.shape)) for b, x in zip(self.bufs[j], self.leaves)])
                 continue
-            full = _assemble(self.parts[j], o, self.n)
+            parts, self.parts[j] = self.parts[j], []
+            full = _assemble(parts, o, self.n)
+            del parts  # the chunks are garbage once joined: one copy alive, not two
             res.append(
                 [
                     _plain(_block(full, o, x, off, m))
@@ -869,7 +989,7 @@ def hessian(
     ``batch_axis=k`` gives per-sample Hessians ``(N, *out_sample, *in_sample, *in_sample)``.
     """
     if batch_axis is not None:
-        nums = _check_options(argnums, chunk_size, has_aux, False, False)
+        argnums, nums, chunk_size = _check_options(argnums, chunk_size, has_aux, False, False)
         return _batched.batched_hessian(
             f, argnums, nums, batch_axis=batch_axis, has_aux=has_aux, chunk_size=chunk_size, check=check,
             engine=_engine(),
@@ -881,25 +1001,89 @@ def hessian(
 
 
 def derivative(f: Callable, order: int = 1) -> Callable:
-    """The ``order``-th derivative of a function of one scalar (applied elementwise to arrays).
+    """The ``order``-th derivative of a function of one scalar: ``f``'s output may have any shape.
+
+    The argument must be a Python number or a 0-d array (or dual); for arrays use
+    ``jacfwd`` (the Jacobian), ``jvp`` (one directional derivative) or ``grad``.
 
     >>> import fwdtensor as ft
     >>> float(ft.derivative(ft.sin, order=2)(0.5)) == -float(ft.sin(ft.asarray(0.5)))
     True
     """
-    if isinstance(order, bool) or not isinstance(order, int) or order < 0:
-        raise ValueError(f"order must be a non-negative integer, got {order!r}")
+    order = _errors.as_index(order, "order", 0, "a non-negative integer")
+    if not callable(f):
+        raise TypeError(f"derivative takes a callable, got {type(f).__name__}")
     g = f
     for _ in range(order):
         g = _first_derivative(g)
     return g
 
 
+def _scalar_argument(x: Any) -> Any:
+    """The argument of ``derivative`` as a 0-d array; anything with elements to choose from is refused."""
+    if isinstance(x, (int, float, complex)) and not isinstance(x, bool):
+        return _backend.as_array(x)
+    if (type(x) is DualTensor or _backend.is_array(x)) and tuple(x.shape) == ():
+        return x
+    what = f"an array of shape {tuple(x.shape)}" if hasattr(x, "shape") else type(x).__name__
+    raise TypeError(
+        f"derivative takes a Python number or a 0-d array, got {what}; for a function of an array "
+        "use ft.jacfwd (the Jacobian), ft.grad (a scalar output) or ft.jvp (one direction), or "
+        "apply derivative to each element"
+    )
+
+
 def _first_derivative(f: Callable) -> Callable:
     def df(x: Any) -> Any:
-        x = _leaf_array(x, "the argument")
+        x = _scalar_argument(x)
         xp = _innermost_ns(x)
-        one = xp.ones(tuple(x.shape), dtype=x.dtype, device=array_api_compat.device(_innermost(x)))
+        one = xp.ones((), dtype=x.dtype, device=array_api_compat.device(_innermost(x)))
         return jvp(f, (x,), (one,))[1]
 
     return df
+
+
+# ------------------------------------------------------------------- grad
+def grad(f: Callable, argnums: int | tuple[int, ...] = 0, *, has_aux: bool = False) -> Callable:
+    """The gradient of a function with one real scalar output, like ``jax.grad``, by forward mode.
+
+    Forward mode pushes one direction per input element, so the cost is ``n`` evaluations'
+    worth of tangents (chunked by ``get_memory_budget()``), not one as in reverse mode; it
+    pays off for few inputs or inside ``jacfwd``/``hessian``. The result has the input's
+    shape (a tuple for tuple ``argnums``, the same tree for dict/list inputs); with
+    ``has_aux`` it returns ``(gradient, aux)``. Non-scalar outputs raise (use ``jacfwd``).
+
+    >>> import numpy as np, fwdtensor as ft
+    >>> ft.grad(lambda x: ft.sum(x ** 2))(np.array([1.0, 2.0]))
+    array([2., 4.])
+    """
+    vg = value_and_grad(f, argnums, has_aux=has_aux)
+
+    def gradfun(*args: Any, **kwargs: Any) -> Any:
+        value, g = vg(*args, **kwargs)
+        return (g, value[1]) if has_aux else g
+
+    gradfun.__doc__ = f"Gradient of {getattr(f, '__name__', 'f')} with respect to argnums={argnums}."
+    return gradfun
+
+
+def value_and_grad(f: Callable, argnums: int | tuple[int, ...] = 0, *, has_aux: bool = False) -> Callable:
+    """``(value, gradient)`` of a scalar function from the same passes, like ``jax.value_and_grad``.
+
+    With ``has_aux`` it returns ``((value, aux), gradient)``. See ``grad`` for the cost.
+
+    >>> import numpy as np, fwdtensor as ft
+    >>> v, g = ft.value_and_grad(lambda x: ft.sum(x ** 3))(np.array([1.0, 2.0]))
+    >>> float(v), g.tolist()
+    (9.0, [3.0, 12.0])
+    """
+    if not callable(f):
+        raise TypeError(f"grad takes a callable, got {type(f).__name__}")
+    argnums, nums, _ = _check_options(argnums, None, has_aux, False, False)
+
+    def fun(*args: Any, **kwargs: Any) -> Any:
+        value, g, aux = _jacobian(f, args, kwargs, argnums, nums, has_aux, None, False, who="grad")
+        value = _np.asarray(value) if isinstance(value, _np.generic) else value  # 0-d, as jax does
+        return ((value, aux), g) if has_aux else (value, g)
+
+    return fun
