@@ -12,11 +12,13 @@ from __future__ import annotations
 import sys
 from typing import TYPE_CHECKING
 
-from . import _core
+from . import _core, _debug
 from ._core import DualTensor
 from ._custom import custom_jvp
+from ._debug import debug_nans, set_debug_nans
 from ._errors import (
     BackendMismatchError,
+    DebugNaNError,
     FwdTensorError,
     NotDifferentiableError,
     StructureError,
@@ -54,6 +56,7 @@ if TYPE_CHECKING:  # IDEs and type checkers see the generated names through the 
     from ._namespace_functions import *  # noqa: F403
 
 _core.FT = sys.modules[__name__]
+_debug._init_from_env()
 
 from . import fft, linalg  # noqa: E402  (the extensions need the namespace above)
 from ._distributed import DistributedError, distributed_jacfwd  # noqa: E402
@@ -89,6 +92,9 @@ __all__ = [
     "BackendMismatchError",
     "NotDifferentiableError",
     "StructureError",
+    "DebugNaNError",
+    "set_debug_nans",
+    "debug_nans",
     *_extras_all,
     *sorted(_functions),
 ]

@@ -79,3 +79,15 @@ def missing_function(name: str, xp: object) -> NotDifferentiableError:
         f"the backend {backend} has no function {name!r}, which this operation needs; "
         "convert the arrays to a backend that has it (e.g. NumPy) for this step"
     )
+
+
+class DebugNaNError(FwdTensorError, FloatingPointError):
+    """The NaN debug mode (``ft.set_debug_nans``) saw an operation make a NaN from NaN-free inputs."""
+
+
+def debug_nan(name: str, level: int | None) -> DebugNaNError:
+    where = "its value" if level is None else f"its tangent of level {level}"
+    return DebugNaNError(
+        f"debug_nans: {name} produced a NaN in {where} from NaN-free inputs; check its domain "
+        "there (the traceback shows the call), or switch the check off with ft.set_debug_nans(False)"
+    )

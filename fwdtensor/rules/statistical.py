@@ -130,7 +130,12 @@ def _cumulative_sum_t(
 def _var_parts(xp: Any, x: Any, t: Any, axis: Any, correction: float, keepdims: bool) -> tuple:
     """``sum((x - mean) * t)`` over the reduced axes and the divisor ``N - correction``."""
     xc = xp.subtract(x, xp.mean(x, axis=axis, keepdims=True))
-    s = xp.sum(xp.multiply(t, xc[None, ...]), axis=shift_axes(axis, x.ndim), keepdims=keepdims)
+    if xp.isdtype(x.dtype, "complex floating"):  # var = mean |x - mean|^2 is real: Re(conj(xc) t)
+        s = xp.sum(
+            xp.real(xp.multiply(t, xp.conj(xc)[None, ...])), axis=shift_axes(axis, x.ndim), keepdims=keepdims
+        )
+    else:
+        s = xp.sum(xp.multiply(t, xc[None, ...]), axis=shift_axes(axis, x.ndim), keepdims=keepdims)
     n = math.prod(x.shape[a] for a in reduced_axes(axis, x.ndim))
     return s, n - correction
 
