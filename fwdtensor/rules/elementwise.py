@@ -148,8 +148,8 @@ def _logaddexp_d(xp: Any, a: Any, b: Any, y: Any) -> Any:
     inf = xp.isinf(y)
     a_top = (y == a) if isinstance(a, _SCALAR) else xp.equal(a, y)
     b_top = (y == b) if isinstance(b, _SCALAR) else xp.equal(b, y)
-    lim = xp.where(a_top, xp.where(b_top, 0.5, 1.0), 0.0)
-    return xp.where(inf, xp.astype(lim, d.dtype), d)
+    lim = xp.astype(a_top, d.dtype) * (1.0 - 0.5 * xp.astype(b_top, d.dtype))
+    return xp.where(inf, lim, d)
 
 
 def _clip_jvp(xp: Any, primals: list, tangents: list) -> tuple:

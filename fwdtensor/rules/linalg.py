@@ -52,7 +52,7 @@ from .._backend import namespace_of
 from .._core import DualTensor
 from .._tangent import align, shift_axes
 from . import linear_algebra as la
-from ._forms import Rule, custom, linear, nondiff
+from ._forms import Rule, custom, linear
 from .linear_algebra import left, right
 
 
