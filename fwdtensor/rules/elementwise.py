@@ -116,8 +116,10 @@ def _hypot_d(xp: Any, a: Any, b: Any, y: Any) -> Any:
     d = xp.divide(a, safe)
     if isinstance(a, _SCALAR):
         d = xp.where(xp.isinf(y), math.copysign(1.0, a) if math.isinf(a) else 0.0, d)
+        d = d if a == a else d * math.nan
     else:
         d = xp.where(xp.isinf(y), xp.where(xp.isinf(a), xp.sign(a), xp.zeros_like(d)), d)
+        d = xp.where(xp.isnan(a), math.nan, d)
     if isinstance(b, _SCALAR):
         return d if b == b else d * math.nan
     return xp.where(xp.isnan(b), math.nan, d)
