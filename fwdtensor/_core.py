@@ -627,7 +627,7 @@ def binary(rule: Rule, a: Any, b: Any) -> Any:
     # With both tangents present the sum already has the full shape (B, *y.shape).
     if not full and (ta is None or tb is None) and t.shape[1:] != y.shape:
         t = xp.broadcast_to(t, (t.shape[0], *y.shape))
-    if t.dtype != y.dtype:  # only the lower-precision operand had a tangent: promote it as y was
+    if t.dtype is not y.dtype and t.dtype != y.dtype:  # the lower-precision operand's tangent: promote it
         t = xp.astype(t, y.dtype)
     return _make(y, t, level, B, bxp)
 

@@ -90,6 +90,53 @@ def test_clip_and_where_tangent_dtype(which, backend):
     np.testing.assert_array_equal(to_numpy(w.tangent), (x > 0).astype(float))
 
 
+_GENERAL_MIXED = {
+    "matmul": (lambda a, b: ft.matmul(a, b), (3, 3), (3, 3)),
+    "tensordot": (lambda a, b: ft.tensordot(a, b, axes=1), (3, 3), (3, 2)),
+    "vecdot": (lambda a, b: ft.vecdot(a, b), (2, 3), (2, 3)),
+    "linalg.solve": (lambda a, b: ft.linalg.solve(a, b), (3, 3), (3,)),
+    "linalg.outer": (lambda a, b: ft.linalg.outer(a, b), (3,), (2,)),
+    "linalg.cross": (lambda a, b: ft.linalg.cross(a, b), (3,), (3,)),
+    "concat": (lambda a, b: ft.concat([a, b]), (3,), (2,)),
+    "stack": (lambda a, b: ft.stack([a, b]), (3,), (3,)),
+    "where": (lambda a, b: ft.where(a > 0, a, b), (3,), (3,)),
+    "diff": (lambda a, b: ft.diff(a, prepend=b), (3,), (1,)),
+}
+
+
+@pytest.mark.parametrize("name", list(_GENERAL_MIXED))
+@pytest.mark.parametrize("which", [0, 1], ids=["dual-x1", "dual-x2"])
+def test_general_rules_tangent_dtype_follows_promotion(name, which, backend):
+    fn, sa, sb = _GENERAL_MIXED[name]
+    rng = _rng("mixed-general-" + name)
+    a, b = rng.normal(size=sa), rng.normal(size=sb)
+    if name == "linalg.solve":
+        a = a + 3 * np.eye(3)  # well conditioned
+    t = rng.normal(size=(sa, sb)[which])
+    args = [backend.asarray(a), backend.asarray(b)]
+    args[which] = ft.DualTensor(
+        backend.asarray((a, b)[which].astype(np.float32)), backend.asarray(t.astype(np.float32))
+    )
+    out = fn(*args)
+    assert out.dtype == backend.xp.float64 and out.tangent.dtype == out.dtype, name
+    ref_args = [a, b]
+    ref_args[which] = (a, b)[which].astype(np.float32).astype(np.float64)
+    np_fn = {
+        "matmul": np.matmul,
+        "tensordot": lambda x, y: np.tensordot(x, y, axes=1),
+        "vecdot": lambda x, y: np.sum(x * y, axis=-1),
+        "linalg.solve": np.linalg.solve,
+        "linalg.outer": np.outer,
+        "linalg.cross": np.cross,
+        "concat": lambda x, y: np.concatenate([x, y]),
+        "stack": lambda x, y: np.stack([x, y]),
+        "where": lambda x, y: np.where(a > 0, x, y),
+        "diff": lambda x, y: np.diff(x, prepend=y),
+    }[name]
+    ref = central_difference(np_fn, ref_args, [t if i == which else None for i in range(2)])
+    assert_close(out.tangent, ref, "float32", name)
+
+
 # ------------------------------------------ real results of complex input
 _REAL_OF_COMPLEX = {
     "abs": (lambda xp: xp.abs, np.abs, (5,)),
