@@ -41,7 +41,7 @@ def cross(x1: Array, x2: Array, /, *, axis: Any = ...) -> Any:
 def det(x: Array, /) -> Any:
     """Array API ``linalg.det`` on duals and arrays.
 
-    Singular matrices: the adjugate.
+    Singular matrices: the adjugate (from an SVD).
     """
 
 def diagonal(x: Array, /, *, offset: Any = ...) -> Any:
@@ -104,13 +104,13 @@ def pinv(x: Array, /, *, rtol: Any = ...) -> Any:
 def qr(x: Array, /, *, mode: Any = ...) -> Any:
     """Array API ``linalg.qr`` on duals and arrays.
 
-    Rank-deficient: raises; mode='complete': extra columns get the non-rotating completion.
+    Rank-deficient: NaN tangents; mode='complete': extra columns: the non-rotating completion.
     """
 
 def slogdet(x: Array, /) -> Any:
     """Array API ``linalg.slogdet`` on duals and arrays.
 
-    Singular matrices: raises.
+    Singular matrices: log|det| has tangent NaN.
     """
 
 def solve(x1: Array, x2: Array, /) -> Any:

@@ -423,19 +423,32 @@ def test_det_exactly_singular_and_stacked(backend):
     assert_close(out.tangent, central_difference(np.linalg.det, [a], [t]), "float64")
 
 
-def test_slogdet_at_a_singular_matrix_raises(backend):
-    a = backend.asarray(np.array([[1.0, 2.0], [2.0, 4.0]]))
-    if float(to_numpy(backend.xp.linalg.slogdet(a)[0])) != 0:
+def test_slogdet_at_a_singular_matrix_has_a_nan_tangent(backend):
+    # log|det| = -inf there: no derivative. NaN for that matrix only, not its neighbours.
+    a = np.stack([np.array([[1.0, 2.0], [2.0, 4.0]]), np.array([[2.0, 1.0], [1.0, 3.0]])])
+    x = backend.asarray(a)
+    if float(to_numpy(backend.xp.linalg.slogdet(x)[0])[0]) != 0:
         pytest.skip("this backend's slogdet rounds the singular matrix to a tiny nonzero determinant")
-    with pytest.raises(ft.NotDifferentiableError, match="singular"):
-        ft.linalg.slogdet(ft.DualTensor(a, a))
+    t = _dir(_rng("slogdet-singular"), (2, 2, 2))
+    sign, logabs = ft.linalg.slogdet(ft.DualTensor(x, backend.asarray(t)))
+    d = to_numpy(logabs.tangent)
+    assert np.isnan(d[0])
+    assert_close(d[1], central_difference(lambda m: np.linalg.slogdet(m)[1], [a[1]], [t[1]]), "float64")
+    np.testing.assert_array_equal(to_numpy(sign.tangent), 0)
 
 
-def test_qr_of_a_rank_deficient_matrix_raises(backend):
-    a = backend.asarray(_rank_deficient(_rng("qr-rank"), 3, 2))
-    with pytest.raises(ft.NotDifferentiableError, match="rank-deficient"):
-        ft.linalg.qr(ft.DualTensor(a, a))
-    ft.linalg.qr(a)  # the value itself is fine
+@pytest.mark.parametrize("mode", ["reduced", "complete"])
+def test_qr_of_a_rank_deficient_matrix_has_nan_tangents(mode, backend):
+    # Q past the rank is not unique: the rank-deficient matrix's tangents are NaN, the
+    # full-rank one's beside it in the stack are exact.
+    rng = _rng("qr-rank")
+    a = np.stack([_rank_deficient(rng, 3, 2), _spd(rng, 3)])
+    t = _dir(rng, (2, 3, 3))
+    q, r = ft.linalg.qr(ft.DualTensor(backend.asarray(a), backend.asarray(t)), mode=mode)
+    dq, dr = to_numpy(q.tangent), to_numpy(r.tangent)
+    assert np.isnan(dq[0]).all() and np.isnan(dr[0]).all()
+    assert_close(dq[1], central_difference(lambda m: np.linalg.qr(m)[0], [a[1]], [t[1]]), "float64")
+    assert_close(dr[1], central_difference(lambda m: np.linalg.qr(m)[1], [a[1]], [t[1]]), "float64")
 
 
 # ------------------------------------------------------------ rtol as a dual

@@ -22,10 +22,12 @@ Conventions (each also said where it is implemented):
   fixed by ``diag(V^{-1} dV) = 0`` before that normalisation (JAX's choice).
 * ``det`` has the derivative ``tr(adj(A) dA)`` everywhere: ``det(A) A^{-1}`` where A is
   well conditioned, the adjugate from an SVD where it is not (singular matrices included).
-  ``slogdet`` at a singular matrix (sign 0, log|det| = -inf) raises
-  ``NotDifferentiableError``; ``inv`` and ``solve`` need an invertible matrix (the
-  backend's own error). ``qr`` of a rank-deficient matrix (a zero on R's diagonal) raises
-  ``NotDifferentiableError``: Q past the rank is not unique.
+  ``slogdet`` at a singular matrix (sign 0, log|det| = -inf) has no derivative: the
+  tangent of log|det| is NaN there (the sign's is 0). ``qr`` of a rank-deficient matrix (a
+  diagonal entry of R within rounding of 0): Q past the rank is not unique, so the
+  tangents of Q and R of that matrix are NaN (``ft.set_debug_nans`` finds where). These
+  are NaN rather than errors because deciding would move data to the host. ``inv`` and
+  ``solve`` need an invertible matrix (the backend's own error).
 * ``pinv``: the derivative of the constant-rank pseudo-inverse (Golub and Pereyra), exact
   for full-rank matrices; where the rank changes ``pinv`` is discontinuous.
 * ``qr(mode='complete')`` of a tall matrix and ``svd(full_matrices=True)`` of a non-square
@@ -47,7 +49,6 @@ from typing import Any
 
 import array_api_compat
 
-from .. import _errors
 from .._backend import namespace_of
 from .._core import DualTensor
 from .._tangent import align, shift_axes
@@ -203,70 +204,53 @@ def _trace_inv_times(xp: Any, a: Any, t: Any) -> Any:
 
 
 def _others_product(xp: Any, s: Any) -> Any:
-    """For each entry of ``s`` (..., k), the product of the other entries (no division)."""
-    k = s.shape[-1]
-    ones = _const(s, lambda b, dt, dev: b.ones((*s.shape[:-1], 1), dtype=dt, device=dev))
-    parts = [ones]
-    for i in range(1, k):  # exclusive products from the left and from the right
-        parts.append(xp.multiply(parts[-1], s[..., i - 1 : i]))
-    right_p = [ones]
-    for i in range(k - 2, -1, -1):
-        right_p.append(xp.multiply(right_p[-1], s[..., i + 1 : i + 2]))
-    right_p.reverse()
-    return xp.concat([xp.multiply(lp, rp) for lp, rp in zip(parts, right_p)], axis=-1)
+    """For each entry of ``s`` (..., k), the product of the other entries (no division):
+    the exclusive products from the left times those from the right."""
+    left_p = xp.cumulative_prod(s, axis=-1, include_initial=True)[..., :-1]
+    rev = xp.flip(s, axis=-1)
+    right_p = xp.flip(xp.cumulative_prod(rev, axis=-1, include_initial=True)[..., :-1], axis=-1)
+    return xp.multiply(left_p, right_p)
 
 
 def _adjugate(xp: Any, a: Any) -> Any:
     """``adj(A)`` from an SVD, ``det(U) det(V^H) V diag(prod_{j != i} s_j) U^H``: exact and
-    stable at singular matrices, where ``det(A) A^{-1}`` cannot be formed."""
+    stable at singular and ill-conditioned matrices, where ``det(A) A^{-1}`` is not."""
     u, s, vh = xp.linalg.svd(a, full_matrices=False)
     phase = xp.multiply(xp.linalg.det(u), xp.linalg.det(vh))
     p = _others_product(xp, s)
     p = p if not _is_complex(a) else xp.astype(p, _value(a).dtype)
     m = xp.matmul(xp.multiply(_mH(xp, vh), xp.expand_dims(p, axis=-2)), _mH(xp, u))
-    return xp.multiply(m, phase[..., None, None])
-
-
-def _ill_conditioned(a: Any, y: Any) -> bool:
-    """True when some matrix of the stack has a determinant that is 0 or tiny against
-    Hadamard's bound ``prod ||a_j||`` (so ``det(A) A^{-1}`` would lose the adjugate)."""
-    b, v, d = _bxp(a), _value(a), _value(y)
-    if math.prod(v.shape[:-2]) == 0 or v.shape[-1] == 0:
-        return False
-    cols = b.prod(b.linalg.vector_norm(v, axis=-2), axis=-1)
-    eps = b.finfo(d.dtype).eps
-    return bool(b.any(b.abs(d) <= cols * (eps**0.5)))
+    return xp.multiply(m, xp.expand_dims(xp.expand_dims(phase, axis=-1), axis=-1))
 
 
 def _det_jvp(xp: Any, primals: list, tangents: list) -> tuple:
-    # d det = tr(adj(A) dA); adj(A) = det(A) A^{-1} where A is well conditioned, else from
-    # an SVD, so singular matrices get their (nonzero where rank = n - 1) derivative.
+    # d det = tr(adj(A) dA) with the adjugate from an SVD, so singular matrices get their
+    # derivative too (nonzero where the rank is n - 1), with no data-dependent branch.
     (a,), (t,) = primals, tangents
     y = xp.linalg.det(a)
     if a.shape[-1] == 0:  # det of a 0x0 matrix is 1, a constant
         return y, None
-    if _ill_conditioned(a, y):
-        adj_t = xp.matrix_transpose(_adjugate(xp, a))
-        return y, xp.sum(xp.multiply(t, adj_t), axis=(-2, -1))
-    return y, xp.multiply(_trace_inv_times(xp, a, t), y)
+    adj_t = xp.matrix_transpose(_adjugate(xp, a))
+    return y, xp.sum(xp.multiply(t, adj_t), axis=(-2, -1))
 
 
 def _slogdet_jvp(xp: Any, primals: list, tangents: list) -> tuple:
+    # d log|det| = Re tr(A^{-1} dA). At a singular matrix (sign 0, log|det| = -inf) there is
+    # no derivative: its tangent is NaN there (the inverse is taken of I instead, so the
+    # other matrices of a stack are unaffected and nothing goes to the host).
     (a,), (t,) = primals, tangents
     out = xp.linalg.slogdet(a)
     if a.shape[-1] == 0:  # (1, 0) for a 0x0 matrix: constants
         return out, (None, None)
-    sign = _value(out[0])
-    if bool(_bxp(a).any(sign == 0)):
-        raise _errors.NotDifferentiableError(
-            "linalg.slogdet at a singular matrix: log|det| is -inf there and has no derivative; "
-            "differentiate linalg.det instead (its derivative, the adjugate, exists everywhere)"
-        )
-    tr = _trace_inv_times(xp, a, t)
+    b, sign = _bxp(a), _value(out[0])
+    singular = b.expand_dims(b.expand_dims(sign == 0, axis=-1), axis=-1)
+    eye = _const(a, lambda bb, dt, dev: bb.eye(a.shape[-1], dtype=dt, device=dev))
+    tr = _trace_inv_times(xp, xp.where(singular, eye, a), t)
+    nan = _nan_where(b, sign == 0, a)
     if not _is_complex(a):  # the sign of a real determinant is locally constant
-        return out, (None, tr)
+        return out, (None, xp.add(tr, nan))
     half_im = xp.subtract(tr, xp.conj(tr)) * 0.5  # i Im(tr): the sign turns by that angle
-    return out, (xp.multiply(half_im, out[0]), xp.real(tr))
+    return out, (xp.multiply(half_im, out[0]), xp.add(xp.real(tr), nan))
 
 
 def _solve_stacked(xp: Any, a: Any, rhs: Any) -> Any:
@@ -379,15 +363,25 @@ def _completion_t(xp: Any, q1: Any, dq1: Any, q2: Any) -> Any:
     return xp.negative(left(xp, q1, xp.matmul(_mH(xp, dq1), q2)))
 
 
-def _rank_deficient(rk: Any, k: int) -> bool:
-    """True when a diagonal entry of the square triangular ``rk`` is 0 to working precision
-    (``|r_ii| <= k eps max|r_jj|``, the cut-off ``matrix_rank`` uses)."""
+def _nan_where(b: Any, mask: Any, like: Any) -> Any:
+    """NaN where ``mask`` holds and 0 elsewhere, in the real dtype of ``like`` (backend ``b``)."""
+    dt, dev = _real_dtype(like), array_api_compat.device(mask)
+    nan, zero = (b.asarray(c, dtype=dt, device=dev) for c in (math.nan, 0.0))
+    return b.where(mask, nan, zero)
+
+
+def _deficient(rk: Any, k: int) -> tuple:
+    """Where the square triangular ``rk`` is rank-deficient: a diagonal entry within
+    rounding of 0 (``|r_ii| <= k eps max|r_jj|``, the cut-off of ``matrix_rank``).
+
+    Returns a boolean mask of those diagonal entries (..., k) and, per matrix of the stack,
+    NaN where it is deficient and 0 elsewhere (..., 1, 1): computed on the backend, no sync.
+    """
     b, v = _bxp(rk), _value(rk)
-    if k == 0 or math.prod(v.shape[:-2]) == 0:
-        return False
     d = b.abs(b.linalg.diagonal(v))
-    cut = b.max(d, axis=-1, keepdims=True) * (k * b.finfo(d.dtype).eps)
-    return bool(b.any(d <= cut))
+    small = d <= b.max(d, axis=-1, keepdims=True) * (k * b.finfo(d.dtype).eps)
+    nan = _nan_where(b, b.any(small, axis=-1), rk)
+    return small, b.expand_dims(b.expand_dims(nan, axis=-1), axis=-1)
 
 
 def _qr_reduced_t(xp: Any, a: Any, t: Any, q: Any, r: Any) -> tuple:
@@ -396,12 +390,11 @@ def _qr_reduced_t(xp: Any, a: Any, t: Any, q: Any, r: Any) -> tuple:
     m, n = a.shape[-2], a.shape[-1]
     k = min(m, n)
     rk, tk = (r, t) if n == k else (r[..., :k], t[..., :k])  # wide: A's leading square block
-    if _rank_deficient(rk, k):
-        raise _errors.NotDifferentiableError(
-            f"linalg.qr of a rank-deficient matrix (R has a diagonal entry within rounding of 0 "
-            f"among its first {k} columns): Q's columns past the rank are not unique there, so "
-            "qr has no derivative; perturb the matrix, or use linalg.svd / linalg.pinv"
-        )
+    # Rank-deficient: Q past the rank is not unique, so there is no derivative. The matrix
+    # gets NaN tangents; its zero pivots are replaced by 1 so that inv(R) stays finite.
+    small, nan = _deficient(rk, k)
+    pivots = xp.multiply(_eye(a, k), _bxp(a).astype(small, _real_dtype(a))[..., None, :])
+    rk = xp.add(rk, xp.multiply(pivots, 1.0 - rk))
     y = right(xp, tk, xp.linalg.inv(rk))
     x = left(xp, _mH(xp, q), y)
     low = xp.multiply(x, _tril_mask(a, k, -1))
@@ -414,7 +407,7 @@ def _qr_reduced_t(xp: Any, a: Any, t: Any, q: Any, r: Any) -> tuple:
     else:  # the columns right of the square block: dR2 = Q^H dA2 - Omega R2
         dr = xp.subtract(left(xp, _mH(xp, q), t), right(xp, omega, r))
     dq = left(xp, q, omega) if m == k else xp.subtract(y, left(xp, q, ux))
-    return dq, dr
+    return xp.add(dq, nan), xp.add(dr, nan)
 
 
 def _qr_jvp(xp: Any, primals: list, tangents: list, mode: str = "reduced") -> tuple:
@@ -652,7 +645,7 @@ _KINKS = "kinks as JAX: slope 0 at 0, ties split evenly"
 RULES: tuple[Rule, ...] = (
     custom("linalg.cholesky", _cholesky_jvp, params=("upper",), domain="spd"),
     custom("linalg.cross", _cross_jvp, args=_XY, params=("axis",), domain="cross"),
-    custom("linalg.det", _det_jvp, domain="invertible", note="singular matrices: the adjugate"),
+    custom("linalg.det", _det_jvp, domain="invertible", note="singular matrices: the adjugate (from an SVD)"),
     linear("linalg.diagonal", _diagonal_t, params=("offset",), domain="matrix"),
     custom("linalg.eig", _eig_jvp, domain="square", note=_TIES),
     custom("linalg.eigh", _eigh_jvp, domain="symmetric", note=_TIES),
@@ -669,8 +662,9 @@ RULES: tuple[Rule, ...] = (
     custom("linalg.pinv", _pinv_jvp, f=_pinv, params=("rtol",), domain="matrix",
            note="constant rank; a dual rtol counts by its value"),
     custom("linalg.qr", _qr_jvp, params=("mode",), domain="matrix",
-           note="rank-deficient: raises; mode='complete': extra columns get the non-rotating completion"),
-    custom("linalg.slogdet", _slogdet_jvp, domain="invertible", note="singular matrices: raises"),
+           note="rank-deficient: NaN tangents; mode='complete': extra columns: the non-rotating completion"),
+    custom("linalg.slogdet", _slogdet_jvp, domain="invertible",
+           note="singular matrices: log|det| has tangent NaN"),
     custom("linalg.solve", _solve_jvp, args=_XY, domain="invertible"),
     custom("linalg.svd", _svd_jvp, params=("full_matrices",), domain="matrix",
            note="full_matrices=True: extra vectors get the non-rotating completion; "

@@ -256,8 +256,14 @@ RULES: tuple[Rule, ...] = (
         _std_jvp,
         params=("axis", "correction", "keepdims"),
         dtypes="real",
-        note="slope 0 at a constant input (std == 0), like abs at 0",
+        note="slope 0 at a constant input (std == 0), like abs at 0; complex input: real tangent",
     ),
     linear("sum", _sum_t, params=("axis", "dtype", "keepdims")),
-    custom("var", _var_jvp, params=("axis", "correction", "keepdims"), dtypes="real"),
+    custom(
+        "var",
+        _var_jvp,
+        params=("axis", "correction", "keepdims"),
+        dtypes="real",
+        note="complex input: the real tangent 2 Re(conj(x - mean) t) / (N - correction)",
+    ),
 )
