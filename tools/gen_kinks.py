@@ -308,12 +308,14 @@ def render(with_jax: bool | None = None) -> str:
         "|---|---|---|---|",
     ]
     for p in POINTS:
-        ours = _num(fwdtensor_value(p))
+        value = fwdtensor_value(p)
+        ours = _num(value)
         if with_jax:
             jv = jax_value(p)
             theirs = "n/a" if jv is None else _num(jv)
-            why = p.why if jv is not None and not _same(jv, fwdtensor_value(p)) else ""
-            if jv is not None and not _same(jv, fwdtensor_value(p)) and not why:
+            differ = jv is not None and not _same(jv, value)
+            why = p.why if differ else ""
+            if differ and not why:
                 raise RuntimeError(f"{_label(p)}: JAX gives {_num(jv)}, fwdtensor differs; say why in POINTS")
         else:
             theirs, why = "(not generated)", ""
