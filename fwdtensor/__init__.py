@@ -14,12 +14,14 @@ from importlib.metadata import PackageNotFoundError
 from importlib.metadata import version as _dist_version
 from typing import TYPE_CHECKING
 
-from . import _core
+from . import _core, _debug
 from ._core import DualTensor
 from ._custom import custom_jvp
+from ._debug import debug_nans, set_debug_nans
 from ._errors import (
     BackendMismatchError,
     DerivativeLostError,
+    DebugNaNError,
     FwdTensorError,
     NotDifferentiableError,
     ResultTooLargeError,
@@ -63,6 +65,7 @@ if TYPE_CHECKING:  # IDEs and type checkers see the generated names through the 
     from ._namespace_functions import *  # noqa: F403
 
 _core.FT = sys.modules[__name__]
+_debug._init_from_env()
 
 from . import fft, linalg  # noqa: E402  (the extensions need the namespace above)
 from ._distributed import DistributedError, distributed_jacfwd  # noqa: E402
@@ -102,6 +105,9 @@ __all__ = [
     "NotDifferentiableError",
     "StructureError",
     "ResultTooLargeError",
+    "DebugNaNError",
+    "set_debug_nans",
+    "debug_nans",
     *_extras_all,
     *sorted(_functions),
 ]

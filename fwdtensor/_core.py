@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import array_api_compat
 
-from . import _backend, _errors, _fused
+from . import _backend, _debug, _errors, _fused
 from ._backend import PY_SCALARS, namespace_of
 from ._levels import USER_LEVEL
 from ._tangent import align
@@ -34,6 +34,9 @@ R = SimpleNamespace()
 
 # Array types of tracing namespaces (``_trace.Sym``): they outrank plain arrays in a call.
 TRACED: set[type] = set()
+
+# NaN debug mode (``ft.set_debug_nans``): when true, unary/binary/apply run through ``_debug``.
+DEBUG_NANS = False
 
 # Markers a binary rule may return for a partial derivative, so no multiply is spent.
 ONE = object()
@@ -645,6 +648,8 @@ def add_into(xp: ModuleType, u: Any, v: Any) -> Any:
 
 def unary(rule: Rule, x: Any) -> Any:
     """Apply a one-argument elementwise rule."""
+    if DEBUG_NANS and _debug.outermost():
+        return _debug.run(unary, rule, (x,), x)
     if type(x) is not DualTensor:
         return constant(_fn(rule, namespace_of(x))(x))
     if _fused.enabled and (r := _fused.unary(rule, x)) is not None:
@@ -679,6 +684,8 @@ def unary(rule: Rule, x: Any) -> Any:
 
 def binary(rule: Rule, a: Any, b: Any) -> Any:
     """Apply a two-argument elementwise rule (operands broadcast, scalars allowed)."""
+    if DEBUG_NANS and _debug.outermost():
+        return _debug.run(binary, rule, (a, b), a, b)
     if _fused.enabled and (r := _fused.binary(rule, a, b)) is not None:
         return r
     full = False  # True when the tangent is known to have the result's full shape
@@ -758,6 +765,8 @@ def binary(rule: Rule, a: Any, b: Any) -> Any:
     # With both tangents present the sum already has the full shape (B, *y.shape).
     if not full and (ta is None or tb is None) and t.shape[1:] != y.shape:
         t = xp.broadcast_to(t, (t.shape[0], *y.shape))
+    if t.dtype is not y.dtype and t.dtype != y.dtype:  # the lower-precision operand's tangent: promote it
+        t = xp.astype(t, y.dtype)
     return _make(y, t, level, B, bxp)
 
 
@@ -821,6 +830,8 @@ def wrap(out: Any, tout: Any, level: int, B: int, bxp: ModuleType) -> Any:
 
 def apply(rule: Rule, arrays: tuple, params: dict) -> Any:
     """Apply a general rule to the array arguments ``arrays`` with keyword ``params``."""
+    if DEBUG_NANS and _debug.outermost():
+        return _debug.run(apply, rule, (*arrays, *params.values()), arrays, params)
     if params:
         for k, v in params.items():
             if type(v) is DualTensor and v._t is None:  # a constant as indices, axis, shape...

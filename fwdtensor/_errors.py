@@ -134,3 +134,15 @@ def as_index(value: object, name: str, minimum: int | None = None, expect: str |
         got = f"{type(value).__name__} {value!r}" if i is None else repr(i)
         raise ArgumentError(f"{name} must be {expect}, got {got}")
     return i
+
+
+class DebugNaNError(FwdTensorError, FloatingPointError):
+    """The NaN debug mode (``ft.set_debug_nans``) saw an operation make a NaN from NaN-free inputs."""
+
+
+def debug_nan(name: str, level: int | None) -> DebugNaNError:
+    where = "its value" if level is None else f"its tangent of level {level}"
+    return DebugNaNError(
+        f"debug_nans: {name} produced a NaN in {where} from NaN-free inputs; check its domain "
+        "there (the traceback shows the call), or switch the check off with ft.set_debug_nans(False)"
+    )

@@ -240,7 +240,7 @@ def ceil(x: Array, /) -> Any:
 def clip(x: Array, /, min: Array = ..., max: Array = ...) -> Any:
     """Array API ``clip`` on duals and arrays.
 
-    Minimum(maximum(x, min), max): ties at the bounds split evenly (JAX).
+    Minimum(maximum(x, min), max): ties at the bounds split evenly (JAX); NaN in, NaN out.
     """
 
 def concat(arrays: Array, /, *, axis: Any = ...) -> Any:
@@ -339,7 +339,7 @@ def greater_equal(x1: Array, x2: Array, /) -> Any:
 def hypot(x1: Array, x2: Array, /) -> Any:
     """Array API ``hypot`` on duals and arrays.
 
-    Slope 0 at (0, 0).
+    Slope 0 at (0, 0); at an infinite input the limit (1 or 0); NaN in, NaN out.
     """
 
 def iinfo(type: Any, /) -> Any:
@@ -397,7 +397,10 @@ def log2(x: Array, /) -> Any:
     """Array API ``log2`` on duals and arrays."""
 
 def logaddexp(x1: Array, x2: Array, /) -> Any:
-    """Array API ``logaddexp`` on duals and arrays."""
+    """Array API ``logaddexp`` on duals and arrays.
+
+    Infinite inputs: the limit (ties split evenly); NaN in, NaN out.
+    """
 
 def logical_and(x1: Array, x2: Array, /) -> Any:
     """Array API ``logical_and`` on duals and arrays."""
@@ -426,7 +429,7 @@ def max(x: Array, /, *, axis: Any = ..., keepdims: Any = ...) -> Any:
 def maximum(x1: Array, x2: Array, /) -> Any:
     """Array API ``maximum`` on duals and arrays.
 
-    Ties split the tangent evenly (JAX).
+    Ties split the tangent evenly (JAX); NaN in, NaN out.
     """
 
 def mean(x: Array, /, *, axis: Any = ..., keepdims: Any = ...) -> Any:
@@ -447,7 +450,7 @@ def min(x: Array, /, *, axis: Any = ..., keepdims: Any = ...) -> Any:
 def minimum(x1: Array, x2: Array, /) -> Any:
     """Array API ``minimum`` on duals and arrays.
 
-    Ties split the tangent evenly (JAX).
+    Ties split the tangent evenly (JAX); NaN in, NaN out.
     """
 
 def moveaxis(x: Array, source: Any, destination: Any, /) -> Any:
@@ -486,7 +489,7 @@ def positive(x: Array, /) -> Any:
 def pow(x1: Array, x2: Array, /) -> Any:
     """Array API ``pow`` on duals and arrays.
 
-    Slope in x1 is 0 where x2 == 0; in x2 is 0 where x1 == 0 (JAX).
+    Slope in x1 is 0 where x2 == 0; in x2 is 0 where x1 == 0 (JAX), NaN where x1 < 0.
     """
 
 def prod(x: Array, /, *, axis: Any = ..., dtype: Any = ..., keepdims: Any = ...) -> Any:
@@ -570,7 +573,7 @@ def stack(arrays: Array, /, *, axis: Any = ...) -> Any:
 def std(x: Array, /, *, axis: Any = ..., correction: Any = ..., keepdims: Any = ...) -> Any:
     """Array API ``std`` on duals and arrays.
 
-    Slope 0 at a constant input (std == 0), like abs at 0.
+    Slope 0 at a constant input (std == 0), like abs at 0; complex input: real tangent.
     """
 
 def subtract(x1: Array, x2: Array, /) -> Any:
@@ -634,7 +637,10 @@ def unstack(x: Array, /, *, axis: Any = ...) -> Any:
     """Array API ``unstack`` on duals and arrays."""
 
 def var(x: Array, /, *, axis: Any = ..., correction: Any = ..., keepdims: Any = ...) -> Any:
-    """Array API ``var`` on duals and arrays."""
+    """Array API ``var`` on duals and arrays.
+
+    Complex input: the real tangent 2 Re(conj(x - mean) t) / (N - correction).
+    """
 
 def vecdot(x1: Array, x2: Array, /, *, axis: Any = ...) -> Any:
     """Array API ``vecdot`` on duals and arrays."""

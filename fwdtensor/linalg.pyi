@@ -41,7 +41,7 @@ def cross(x1: Array, x2: Array, /, *, axis: Any = ...) -> Any:
 def det(x: Array, /) -> Any:
     """Array API ``linalg.det`` on duals and arrays.
 
-    Needs an invertible matrix.
+    Singular matrices: the adjugate (from an SVD).
     """
 
 def diagonal(x: Array, /, *, offset: Any = ...) -> Any:
@@ -98,17 +98,20 @@ def outer(x1: Array, x2: Array, /) -> Any:
 def pinv(x: Array, /, *, rtol: Any = ...) -> Any:
     """Array API ``linalg.pinv`` on duals and arrays.
 
-    Constant rank.
+    Constant rank; a dual rtol counts by its value.
     """
 
 def qr(x: Array, /, *, mode: Any = ...) -> Any:
     """Array API ``linalg.qr`` on duals and arrays.
 
-    Mode='complete' needs m <= n.
+    Rank-deficient: NaN tangents; mode='complete': extra columns: the non-rotating completion.
     """
 
 def slogdet(x: Array, /) -> Any:
-    """Array API ``linalg.slogdet`` on duals and arrays."""
+    """Array API ``linalg.slogdet`` on duals and arrays.
+
+    Singular matrices: log|det| has tangent NaN.
+    """
 
 def solve(x1: Array, x2: Array, /) -> Any:
     """Array API ``linalg.solve`` on duals and arrays."""
@@ -116,7 +119,8 @@ def solve(x1: Array, x2: Array, /) -> Any:
 def svd(x: Array, /, *, full_matrices: Any = ...) -> Any:
     """Array API ``linalg.svd`` on duals and arrays.
 
-    Full_matrices=True needs a square matrix; repeated or zero singular values: vectors NaN.
+    Full_matrices=True: extra vectors get the non-rotating completion; repeated or zero singular values:
+    vectors NaN.
     """
 
 def svdvals(x: Array, /) -> Any:

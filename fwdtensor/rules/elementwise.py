@@ -63,10 +63,11 @@ def _cos_d(xp: Any, x: Any, y: Any) -> Any:
 
 
 def _balanced(xp: Any, x1: Any, x2: Any, y: Any) -> Any:
-    # d maximum(x1, x2) / d x1: 1 where x1 wins, 1/2 at ties (JAX splits ties evenly).
+    # d maximum(x1, x2) / d x1: 1 where x1 wins, 1/2 at ties (JAX splits ties evenly);
+    # NaN where the result is NaN (NaN in, NaN out; neither operand "wins" a comparison then).
     win = xp.astype(xp.greater(x1, x2), y.dtype)
     tie = xp.astype(xp.equal(x1, x2), y.dtype)
-    return win + 0.5 * tie
+    return xp.where(xp.isnan(y), math.nan, win + 0.5 * tie)
 
 
 def _pow_d1(xp: Any, x1: Any, x2: Any, y: Any) -> Any:
@@ -88,9 +89,11 @@ def _pow_d2(xp: Any, x1: Any, x2: Any, y: Any) -> Any:
     if isinstance(x1, _SCALAR):
         if x1 == 0:
             return None
-        if isinstance(x1, complex) or x1 < 0:
+        if isinstance(x1, complex) or (x1 < 0 and _is_complex(xp, y)):
             return y * cmath.log(x1)
-        return y * math.log(x1)
+        # a negative real base: x1 ** x2 is NaN for every non-integer x2 near any point, so
+        # there is no derivative in x2: NaN, as the array path's log(x1 < 0) gives.
+        return y * (math.log(x1) if x1 > 0 else math.nan)
     zero_base = xp.equal(x1, 0)
     safe = xp.where(zero_base, xp.ones_like(x1), x1)
     return xp.multiply(xp.log(safe), y)
@@ -104,10 +107,22 @@ def _copysign_d1(xp: Any, x1: Any, x2: Any, y: Any) -> Any:
     return xp.where(xp.signbit(x2), -s, s)
 
 
-def _hypot_d(xp: Any, a: Any, y: Any) -> Any:
-    # a / hypot, defined as 0 where both inputs are 0 (no direction is preferred there).
+def _hypot_d(xp: Any, a: Any, b: Any, y: Any) -> Any:
+    # a / hypot, defined as 0 where both inputs are 0 (no direction is preferred there);
+    # where an input is infinite, sign(a) for an infinite a and 0 for a finite one (the
+    # limit of a / hypot), instead of inf / inf; NaN where either input is NaN (hypot(inf,
+    # nan) is inf by IEEE, but NaN in, NaN out holds for tangents).
     safe = xp.where(xp.equal(y, 0), xp.ones_like(y), y)
-    return xp.divide(a, safe)
+    d = xp.divide(a, safe)
+    if isinstance(a, _SCALAR):
+        d = xp.where(xp.isinf(y), math.copysign(1.0, a) if math.isinf(a) else 0.0, d)
+        d = d if a == a else d * math.nan
+    else:
+        d = xp.where(xp.isinf(y), xp.where(xp.isinf(a), xp.sign(a), xp.zeros_like(d)), d)
+        d = xp.where(xp.isnan(a), math.nan, d)
+    if isinstance(b, _SCALAR):
+        return d if b == b else d * math.nan
+    return xp.where(xp.isnan(b), math.nan, d)
 
 
 def _divide_jvp(xp: Any, a: Any, b: Any, y: Any, ta: Any, tb: Any) -> Any:
@@ -127,10 +142,16 @@ def _atan2_d2(xp: Any, x1: Any, x2: Any, y: Any) -> Any:
     return xp.divide(_neg(xp, x1), xp.add(x1 * x1, x2 * x2))
 
 
-def _logaddexp_d(xp: Any, a: Any, y: Any) -> Any:
-    # exp(a - y); where y is -inf both inputs are -inf and the slope is taken as 1/2.
+def _logaddexp_d(xp: Any, a: Any, b: Any, y: Any) -> Any:
+    # exp(a - y). Where y is infinite, a - y is inf - inf: the limit is 1 where a alone is
+    # the infinite maximum, 1/2 where both are (the even split of maximum), 0 where a is
+    # finite. A NaN input keeps its NaN (NaN in, NaN out).
     d = xp.exp(xp.subtract(a, y))
-    return xp.where(xp.isnan(d), xp.full_like(d, 0.5), d) if not isinstance(a, _SCALAR) else d
+    inf = xp.isinf(y)
+    a_top = (y == a) if isinstance(a, _SCALAR) else xp.equal(a, y)
+    b_top = (y == b) if isinstance(b, _SCALAR) else xp.equal(b, y)
+    lim = xp.astype(a_top, d.dtype) * (1.0 - 0.5 * xp.astype(b_top, d.dtype))
+    return xp.where(inf, lim, d)
 
 
 def _clip_jvp(xp: Any, primals: list, tangents: list) -> tuple:
@@ -155,6 +176,8 @@ def _clip_jvp(xp: Any, primals: list, tangents: list) -> tuple:
             t = th if t is None else xp.add(t, th)
     if t is not None and t.shape[1:] != y.shape:
         t = xp.broadcast_to(t, (t.shape[0], *y.shape))
+    if t is not None and t.dtype != y.dtype:  # a bound of another precision: the tangent follows y
+        t = xp.astype(t, y.dtype)
     return y, t
 
 
@@ -240,7 +263,7 @@ RULES: tuple[Rule, ...] = (
         _pow_d1,
         _pow_d2,
         domain="pow",
-        note="slope in x1 is 0 where x2 == 0; in x2 is 0 where x1 == 0 (JAX)",
+        note="slope in x1 is 0 where x2 == 0; in x2 is 0 where x1 == 0 (JAX), NaN where x1 < 0",
     ),
     binary(
         "remainder",
@@ -256,30 +279,31 @@ RULES: tuple[Rule, ...] = (
     ),
     binary(
         "hypot",
-        lambda xp, a, b, y: _hypot_d(xp, a, y),
-        lambda xp, a, b, y: _hypot_d(xp, b, y),
+        lambda xp, a, b, y: _hypot_d(xp, a, b, y),
+        lambda xp, a, b, y: _hypot_d(xp, b, a, y),
         dtypes="real",
-        note="slope 0 at (0, 0)",
+        note="slope 0 at (0, 0); at an infinite input the limit (1 or 0); NaN in, NaN out",
     ),
     binary(
         "logaddexp",
-        lambda xp, a, b, y: _logaddexp_d(xp, a, y),
-        lambda xp, a, b, y: _logaddexp_d(xp, b, y),
+        lambda xp, a, b, y: _logaddexp_d(xp, a, b, y),
+        lambda xp, a, b, y: _logaddexp_d(xp, b, a, y),
         dtypes="real",
+        note="infinite inputs: the limit (ties split evenly); NaN in, NaN out",
     ),
     binary(
         "maximum",
         lambda xp, a, b, y: _balanced(xp, a, b, y),
         lambda xp, a, b, y: _balanced(xp, b, a, y),
         dtypes="real",
-        note="ties split the tangent evenly (JAX)",
+        note="ties split the tangent evenly (JAX); NaN in, NaN out",
     ),
     binary(
         "minimum",
         lambda xp, a, b, y: _balanced(xp, _neg(xp, a), _neg(xp, b), y),
         lambda xp, a, b, y: _balanced(xp, _neg(xp, b), _neg(xp, a), y),
         dtypes="real",
-        note="ties split the tangent evenly (JAX)",
+        note="ties split the tangent evenly (JAX); NaN in, NaN out",
     ),
     zero("floor_divide", "binary", dtypes="real", domain="nonzero2"),
     zero("nextafter", "binary", dtypes="real", note="zero slope: the result is x1 moved by one ulp"),
@@ -289,7 +313,7 @@ RULES: tuple[Rule, ...] = (
         f=_clip_primal,
         args=("x", "min", "max"),
         dtypes="real",
-        note="minimum(maximum(x, min), max): ties at the bounds split evenly (JAX)",
+        note="minimum(maximum(x, min), max): ties at the bounds split evenly (JAX); NaN in, NaN out",
     ),
     *(
         nondiff(n, "binary", dtypes="any")

@@ -6,9 +6,12 @@ eigendecomposition, an SVD) and go through it as batched matrix products, never 
 
 Conventions (each also said where it is implemented):
 
-* ``cholesky``, ``eigh``, ``eigvalsh`` read one triangle of a matrix the standard says is
-  symmetric (Hermitian); the tangent is symmetrised first, ``(dA + dA^H) / 2``, which is
-  the derivative on that domain and what JAX does.
+* ``cholesky``, ``eigh``, ``eigvalsh`` read one triangle of their input (the lower one;
+  ``cholesky(upper=True)`` the upper one) and the real part of its diagonal, as the
+  backends do: the tangent is read the same way, ``tril(dA, -1) + tril(dA, -1)^H +
+  Re diag(dA)``, so it is the derivative of the function the backend computes, along any
+  direction, symmetric or not. (JAX symmetrises instead, ``(dA + dA^H) / 2``: the same
+  along symmetric directions.)
 * Coinciding eigenvalues (singular values), that is exactly equal ones: the eigenvectors
   (singular vectors) of a cluster are not unique, so their tangents are NaN. The values of
   a cluster get the derivative of the cluster's mean, which does not depend on the basis
@@ -17,12 +20,23 @@ Conventions (each also said where it is implemented):
   Values that are close but distinct get their exact (large) tangents.
 * ``eig``: each eigenvector keeps the unit norm the backend gives it; its free phase is
   fixed by ``diag(V^{-1} dV) = 0`` before that normalisation (JAX's choice).
-* ``det``, ``slogdet``, ``inv``, ``solve`` need an invertible matrix; at an exactly
-  singular one the backend's own inverse raises (NumPy ``LinAlgError``, torch's error).
+* ``det`` has the derivative ``tr(adj(A) dA)`` everywhere: ``det(A) A^{-1}`` where A is
+  well conditioned, the adjugate from an SVD where it is not (singular matrices included).
+  ``slogdet`` at a singular matrix (sign 0, log|det| = -inf) has no derivative: the
+  tangent of log|det| is NaN there (the sign's is 0). ``qr`` of a rank-deficient matrix (a
+  diagonal entry of R within rounding of 0): Q past the rank is not unique, so the
+  tangents of Q and R of that matrix are NaN (``ft.set_debug_nans`` finds where). These
+  are NaN rather than errors because deciding would move data to the host. ``inv`` and
+  ``solve`` need an invertible matrix (the backend's own error).
 * ``pinv``: the derivative of the constant-rank pseudo-inverse (Golub and Pereyra), exact
   for full-rank matrices; where the rank changes ``pinv`` is discontinuous.
 * ``qr(mode='complete')`` of a tall matrix and ``svd(full_matrices=True)`` of a non-square
-  one return columns that are not unique: they raise instead of guessing a tangent.
+  one return extra columns ``Q2`` that only complete the unique ones ``Q1`` to an
+  orthonormal basis. Their tangent is ``-Q1 (dQ1^H Q2)``: the derivative of the completion
+  that does not rotate within its own span (it keeps ``[Q1 Q2]`` orthonormal to first
+  order). The rows of zeros under a complete ``R`` have tangent 0.
+* Empty matrices (a dimension 0, or an empty stack) give empty or constant results
+  (``det`` of a 0x0 matrix is 1) with zero tangents.
 * Norms at kinks follow JAX: zero slope of the 2-norm at 0, ``abs`` has slope 0 at 0, and
   ties of a max or min (``ord=inf``, ``1``, ``2``, ...) split the derivative evenly. A
   ``vector_norm`` with ``ord < 1`` has an infinite slope at a zero entry: NaN there.
@@ -35,12 +49,11 @@ from typing import Any
 
 import array_api_compat
 
-from .. import _errors
 from .._backend import namespace_of
 from .._core import DualTensor
 from .._tangent import align, shift_axes
 from . import linear_algebra as la
-from ._forms import Rule, custom, linear, nondiff
+from ._forms import Rule, custom, linear
 from .linear_algebra import left, right
 
 
@@ -99,9 +112,13 @@ def _re(xp: Any, a: Any) -> Any:
     return xp.real(a) if _is_complex(a) else a
 
 
-def _sym(xp: Any, t: Any) -> Any:
-    """``(t + t^H) / 2``: the tangent of a matrix known to be symmetric (Hermitian)."""
-    return xp.add(t, _mH(xp, t)) * 0.5
+def _from_lower(xp: Any, t: Any, n: int) -> Any:
+    """The Hermitian matrix built from the lower triangle of ``t`` and the real part of its
+    diagonal: what ``eigh``, ``eigvalsh`` and ``cholesky`` read of their input, so the
+    tangent they see along any direction ``t`` (symmetric or not)."""
+    low = xp.multiply(t, _tril_mask(t, n, -1))
+    diag = xp.multiply(_re(xp, t), _eye(t, n))
+    return xp.add(xp.add(low, _mH(xp, low)), diag)
 
 
 def _sandwich(xp: Any, a: Any, t: Any, b: Any) -> Any:
@@ -186,20 +203,54 @@ def _trace_inv_times(xp: Any, a: Any, t: Any) -> Any:
     return xp.sum(xp.multiply(t, xp.matrix_transpose(xp.linalg.inv(a))), axis=(-2, -1))
 
 
+def _others_product(xp: Any, s: Any) -> Any:
+    """For each entry of ``s`` (..., k), the product of the other entries (no division):
+    the exclusive products from the left times those from the right."""
+    left_p = xp.cumulative_prod(s, axis=-1, include_initial=True)[..., :-1]
+    rev = xp.flip(s, axis=-1)
+    right_p = xp.flip(xp.cumulative_prod(rev, axis=-1, include_initial=True)[..., :-1], axis=-1)
+    return xp.multiply(left_p, right_p)
+
+
+def _adjugate(xp: Any, a: Any) -> Any:
+    """``adj(A)`` from an SVD, ``det(U) det(V^H) V diag(prod_{j != i} s_j) U^H``: exact and
+    stable at singular and ill-conditioned matrices, where ``det(A) A^{-1}`` is not."""
+    u, s, vh = xp.linalg.svd(a, full_matrices=False)
+    phase = xp.multiply(xp.linalg.det(u), xp.linalg.det(vh))
+    p = _others_product(xp, s)
+    p = p if not _is_complex(a) else xp.astype(p, _value(a).dtype)
+    m = xp.matmul(xp.multiply(_mH(xp, vh), xp.expand_dims(p, axis=-2)), _mH(xp, u))
+    return xp.multiply(m, xp.expand_dims(xp.expand_dims(phase, axis=-1), axis=-1))
+
+
 def _det_jvp(xp: Any, primals: list, tangents: list) -> tuple:
+    # d det = tr(adj(A) dA) with the adjugate from an SVD, so singular matrices get their
+    # derivative too (nonzero where the rank is n - 1), with no data-dependent branch.
     (a,), (t,) = primals, tangents
     y = xp.linalg.det(a)
-    return y, xp.multiply(_trace_inv_times(xp, a, t), y)
+    if a.shape[-1] == 0:  # det of a 0x0 matrix is 1, a constant
+        return y, None
+    adj_t = xp.matrix_transpose(_adjugate(xp, a))
+    return y, xp.sum(xp.multiply(t, adj_t), axis=(-2, -1))
 
 
 def _slogdet_jvp(xp: Any, primals: list, tangents: list) -> tuple:
+    # d log|det| = Re tr(A^{-1} dA). At a singular matrix (sign 0, log|det| = -inf) there is
+    # no derivative: its tangent is NaN there (the inverse is taken of I instead, so the
+    # other matrices of a stack are unaffected and nothing goes to the host).
     (a,), (t,) = primals, tangents
     out = xp.linalg.slogdet(a)
-    tr = _trace_inv_times(xp, a, t)
+    if a.shape[-1] == 0:  # (1, 0) for a 0x0 matrix: constants
+        return out, (None, None)
+    b, sign = _bxp(a), _value(out[0])
+    singular = b.expand_dims(b.expand_dims(sign == 0, axis=-1), axis=-1)
+    eye = _const(a, lambda bb, dt, dev: bb.eye(a.shape[-1], dtype=dt, device=dev))
+    tr = _trace_inv_times(xp, xp.where(singular, eye, a), t)
+    nan = _nan_where(b, sign == 0, a)
     if not _is_complex(a):  # the sign of a real determinant is locally constant
-        return out, (None, tr)
+        return out, (None, xp.add(tr, nan))
     half_im = xp.subtract(tr, xp.conj(tr)) * 0.5  # i Im(tr): the sign turns by that angle
-    return out, (xp.multiply(half_im, out[0]), xp.real(tr))
+    return out, (xp.multiply(half_im, out[0]), xp.add(xp.real(tr), nan))
 
 
 def _solve_stacked(xp: Any, a: Any, rhs: Any) -> Any:
@@ -265,10 +316,20 @@ def _matrix_power_jvp(xp: Any, primals: list, tangents: list, n: int) -> tuple:
         a, t = xp.matmul(a, a), _product_t(xp, (a, t), (a, t))
 
 
+def _pinv(xp: Any, x: Any, rtol: Any = None) -> Any:
+    # rtol only sets the cut-off below which singular values count as 0: the rank, and so
+    # pinv, is locally constant in it, so a dual rtol is used by its value (derivative 0).
+    return xp.linalg.pinv(x, rtol=None if rtol is None else _value(rtol))
+
+
+def _matrix_rank(xp: Any, x: Any, rtol: Any = None) -> Any:
+    return xp.linalg.matrix_rank(x, rtol=None if rtol is None else _value(rtol))
+
+
 def _pinv_jvp(xp: Any, primals: list, tangents: list, rtol: Any = None) -> tuple:
     # Golub-Pereyra: -P dA P + P P^H dA^H (I - A P) + (I - P A) dA^H P^H P (constant rank).
     (a,), (t,) = primals, tangents
-    p = xp.linalg.pinv(a, rtol=rtol)
+    p = _pinv(xp, a, rtol)
     ph, th = _mH(xp, p), _mH(xp, t)
     m, n = a.shape[-2], a.shape[-1]
     d = xp.negative(_sandwich(xp, p, t, p))
@@ -284,25 +345,56 @@ def _cholesky_jvp(xp: Any, primals: list, tangents: list, upper: bool = False) -
     c = xp.linalg.cholesky(a, upper=upper)
     low = _mH(xp, c) if upper else c
     li = xp.linalg.inv(low)
-    x = _sandwich(xp, li, _sym(xp, t), _mH(xp, li))
     n = a.shape[-1]
+    # The backend reads the lower triangle (the upper one for upper=True): so does the tangent.
+    x = _sandwich(xp, li, _from_lower(xp, _mH(xp, t) if upper else t, n), _mH(xp, li))
     dl = left(xp, low, xp.multiply(x, _tril_mask(a, n, 0, diag=0.5)))
     return c, (_mH(xp, dl) if upper else dl)
 
 
-def _qr_jvp(xp: Any, primals: list, tangents: list, mode: str = "reduced") -> tuple:
+def _completion_t(xp: Any, q1: Any, dq1: Any, q2: Any) -> Any:
+    """The tangent of the orthonormal completion ``q2`` of ``q1``: ``-Q1 (dQ1^H Q2)``.
+
+    ``q2`` is not unique (any rotation of it completes ``q1``); this is the derivative of
+    the completion that does not rotate within its own span (its tangent has no part in
+    ``span(Q2)``), the only choice that keeps ``[Q1 Q2]`` orthonormal to first order
+    without turning ``q2`` for no reason.
+    """
+    return xp.negative(left(xp, q1, xp.matmul(_mH(xp, dq1), q2)))
+
+
+def _nan_where(b: Any, mask: Any, like: Any) -> Any:
+    """NaN where ``mask`` holds and 0 elsewhere, in the real dtype of ``like`` (backend ``b``)."""
+    dt, dev = _real_dtype(like), array_api_compat.device(mask)
+    nan, zero = (b.asarray(c, dtype=dt, device=dev) for c in (math.nan, 0.0))
+    return b.where(mask, nan, zero)
+
+
+def _deficient(rk: Any, k: int) -> tuple:
+    """Where the square triangular ``rk`` is rank-deficient: a diagonal entry within
+    rounding of 0 (``|r_ii| <= k eps max|r_jj|``, the cut-off of ``matrix_rank``).
+
+    Returns a boolean mask of those diagonal entries (..., k) and, per matrix of the stack,
+    NaN where it is deficient and 0 elsewhere (..., 1, 1): computed on the backend, no sync.
+    """
+    b, v = _bxp(rk), _value(rk)
+    d = b.abs(b.linalg.diagonal(v))
+    small = d <= b.max(d, axis=-1, keepdims=True) * (k * b.finfo(d.dtype).eps)
+    nan = _nan_where(b, b.any(small, axis=-1), rk)
+    return small, b.expand_dims(b.expand_dims(nan, axis=-1), axis=-1)
+
+
+def _qr_reduced_t(xp: Any, a: Any, t: Any, q: Any, r: Any) -> tuple:
     # With X = Q^H dA_k R_k^{-1} and Omega = Q^H dQ (its strict lower part is X's, and it
     # is skew-Hermitian): dR = (X - Omega) R and dQ = dA_k R_k^{-1} - Q (X - Omega).
-    (a,), (t,) = primals, tangents
     m, n = a.shape[-2], a.shape[-1]
-    if mode == "complete" and m > n:
-        raise _errors.NotDifferentiableError(
-            f"qr(mode='complete') of a tall {m}x{n} matrix: the last {m - n} columns of Q are "
-            "not unique, so they have no derivative; use mode='reduced'"
-        )
-    q, r = out = xp.linalg.qr(a, mode=mode)
     k = min(m, n)
     rk, tk = (r, t) if n == k else (r[..., :k], t[..., :k])  # wide: A's leading square block
+    # Rank-deficient: Q past the rank is not unique, so there is no derivative. The matrix
+    # gets NaN tangents; its zero pivots are replaced by 1 so that inv(R) stays finite.
+    small, nan = _deficient(rk, k)
+    pivots = xp.multiply(_eye(a, k), _bxp(a).astype(small, _real_dtype(a))[..., None, :])
+    rk = xp.add(rk, xp.multiply(pivots, 1.0 - rk))
     y = right(xp, tk, xp.linalg.inv(rk))
     x = left(xp, _mH(xp, q), y)
     low = xp.multiply(x, _tril_mask(a, k, -1))
@@ -315,7 +407,24 @@ def _qr_jvp(xp: Any, primals: list, tangents: list, mode: str = "reduced") -> tu
     else:  # the columns right of the square block: dR2 = Q^H dA2 - Omega R2
         dr = xp.subtract(left(xp, _mH(xp, q), t), right(xp, omega, r))
     dq = left(xp, q, omega) if m == k else xp.subtract(y, left(xp, q, ux))
-    return out, (dq, dr)
+    return xp.add(dq, nan), xp.add(dr, nan)
+
+
+def _qr_jvp(xp: Any, primals: list, tangents: list, mode: str = "reduced") -> tuple:
+    (a,), (t,) = primals, tangents
+    m, n = a.shape[-2], a.shape[-1]
+    q, r = out = xp.linalg.qr(a, mode=mode)
+    if m == 0 or n == 0:  # empty factors, or Q = I (m x m) and R of shape (m, 0): constants
+        return out, (None, None)
+    if mode == "complete" and m > n:
+        # Q = [Q1 Q2], R = [R1; 0]: Q1, R1 are the reduced factors; the rows of zeros stay 0.
+        q1, q2 = q[..., :n], q[..., n:]
+        dq1, dr1 = _qr_reduced_t(xp, a, t, q1, r[..., :n, :])
+        dq = xp.concat([dq1, _completion_t(xp, q1, dq1, q2)], axis=-1)
+        zeros = xp.multiply(xp.expand_dims(r[..., n:, :], axis=0), 0.0)
+        zeros = xp.broadcast_to(zeros, (dr1.shape[0], *r[..., n:, :].shape))
+        return out, (dq, xp.concat([dr1, zeros], axis=-2))
+    return out, _qr_reduced_t(xp, a, t, q, r)
 
 
 def _eigh_jvp(xp: Any, primals: list, tangents: list) -> tuple:
@@ -323,17 +432,17 @@ def _eigh_jvp(xp: Any, primals: list, tangents: list) -> tuple:
     (a,), (t,) = primals, tangents
     w, q = out = xp.linalg.eigh(a)
     sp = _Spectrum(w)
-    x = _sym(xp, _sandwich(xp, _mH(xp, q), t, q))
+    x = _sandwich(xp, _mH(xp, q), _from_lower(xp, t, a.shape[-1]), q)
     dw = sp.spread(xp, _re(xp, xp.linalg.diagonal(x)))
     dq = sp.mark(xp, left(xp, q, xp.multiply(x, sp.gaps(xp, w))))
     return out, (dw, dq)
 
 
 def _eigvalsh_jvp(xp: Any, primals: list, tangents: list) -> tuple:
-    # diag(Q^H dA Q) needs no symmetrised dA: q^H dA q is real for the Hermitian part only.
+    # diag(Q^H dA Q) of the Hermitian matrix the backend reads (its lower triangle).
     (a,), (t,) = primals, tangents
     w, q = xp.linalg.eigh(a)
-    d = _re(xp, _diag_of(xp, q, right(xp, t, q)))
+    d = _re(xp, _diag_of(xp, q, right(xp, _from_lower(xp, t, a.shape[-1]), q)))
     return w, _Spectrum(w).spread(xp, d)
 
 
@@ -368,16 +477,31 @@ def _eigvals_jvp(xp: Any, primals: list, tangents: list) -> tuple:
 
 
 def _svd_jvp(xp: Any, primals: list, tangents: list, full_matrices: bool = True) -> tuple:
-    # P = U^H dA V: dS = Re diag(P), U^H dU = F * (P S + S P^H), V^H dV = F * (S P + P^H S)
-    # with F = 1 / (s_j^2 - s_i^2), plus the parts outside the span of U (V) for m != n.
     (a,), (t,) = primals, tangents
     m, n = a.shape[-2], a.shape[-1]
-    if full_matrices and m != n:
-        raise _errors.NotDifferentiableError(
-            f"svd(full_matrices=True) of a {m}x{n} matrix: the extra {abs(m - n)} singular "
-            "vectors are not unique, so they have no derivative; use full_matrices=False"
-        )
     u, s, vh = out = xp.linalg.svd(a, full_matrices=full_matrices)
+    k = min(m, n)
+    if k == 0:  # empty singular values; U, V^H (identities when full) are constants
+        return out, (None, None, None)
+    if not full_matrices or m == n:
+        return out, _svd_reduced_t(xp, a, t, u, s, vh)
+    # Full factors of a non-square matrix: the first k columns of U (rows of V^H) are the
+    # reduced factors; the rest complete them and get the non-rotating completion's tangent.
+    u1, vh1 = u[..., :k], vh[..., :k, :]
+    du, ds, dvh = _svd_reduced_t(xp, a, t, u1, s, vh1)
+    if m > k:
+        du = xp.concat([du, _completion_t(xp, u1, du, u[..., k:])], axis=-1)
+    if n > k:
+        v1, dv1 = _mH(xp, vh1), _mH(xp, dvh)
+        dv2 = _completion_t(xp, v1, dv1, _mH(xp, vh[..., k:, :]))
+        dvh = xp.concat([dvh, _mH(xp, dv2)], axis=-2)
+    return out, (du, ds, dvh)
+
+
+def _svd_reduced_t(xp: Any, a: Any, t: Any, u: Any, s: Any, vh: Any) -> tuple:
+    # P = U^H dA V: dS = Re diag(P), U^H dU = F * (P S + S P^H), V^H dV = F * (S P + P^H S)
+    # with F = 1 / (s_j^2 - s_i^2), plus the parts outside the span of U (V) for m != n.
+    m, n = a.shape[-2], a.shape[-1]
     v, k = _mH(xp, vh), min(m, n)
     sp = _Spectrum(s, zero_kink=True)
     p = _sandwich(xp, _mH(xp, u), t, v)
@@ -396,7 +520,7 @@ def _svd_jvp(xp: Any, primals: list, tangents: list, full_matrices: bool = True)
         du = xp.add(du, xp.multiply(xp.subtract(right(xp, t, v), left(xp, u, p)), inv_s))
     if n > k:
         dv = xp.add(dv, xp.multiply(xp.subtract(right(xp, _mH(xp, t), u), left(xp, v, _mH(xp, p))), inv_s))
-    return out, (sp.mark(xp, du), ds, _mH(xp, sp.mark(xp, dv)))
+    return sp.mark(xp, du), ds, _mH(xp, sp.mark(xp, dv))
 
 
 def _svdvals_jvp(xp: Any, primals: list, tangents: list) -> tuple:
@@ -521,7 +645,7 @@ _KINKS = "kinks as JAX: slope 0 at 0, ties split evenly"
 RULES: tuple[Rule, ...] = (
     custom("linalg.cholesky", _cholesky_jvp, params=("upper",), domain="spd"),
     custom("linalg.cross", _cross_jvp, args=_XY, params=("axis",), domain="cross"),
-    custom("linalg.det", _det_jvp, domain="invertible", note="needs an invertible matrix"),
+    custom("linalg.det", _det_jvp, domain="invertible", note="singular matrices: the adjugate (from an SVD)"),
     linear("linalg.diagonal", _diagonal_t, params=("offset",), domain="matrix"),
     custom("linalg.eig", _eig_jvp, domain="square", note=_TIES),
     custom("linalg.eigh", _eigh_jvp, domain="symmetric", note=_TIES),
@@ -533,14 +657,18 @@ RULES: tuple[Rule, ...] = (
            note=_KINKS),
     linear("linalg.matrix_transpose", lambda xp, t: xp.matrix_transpose(t), domain="matrix"),
     custom("linalg.matrix_power", _matrix_power_jvp, f=_matrix_power, params=("n",), domain="invertible"),
-    nondiff("linalg.matrix_rank", "general", params=("rtol",), domain="matrix"),
+    Rule("linalg.matrix_rank", "general", "nondiff", _matrix_rank, params=("rtol",), domain="matrix"),
     custom("linalg.outer", _outer_jvp, args=_XY, domain="real"),
-    custom("linalg.pinv", _pinv_jvp, params=("rtol",), domain="matrix", note="constant rank"),
-    custom("linalg.qr", _qr_jvp, params=("mode",), domain="matrix", note="mode='complete' needs m <= n"),
-    custom("linalg.slogdet", _slogdet_jvp, domain="invertible"),
+    custom("linalg.pinv", _pinv_jvp, f=_pinv, params=("rtol",), domain="matrix",
+           note="constant rank; a dual rtol counts by its value"),
+    custom("linalg.qr", _qr_jvp, params=("mode",), domain="matrix",
+           note="rank-deficient: NaN tangents; mode='complete': extra columns: the non-rotating completion"),
+    custom("linalg.slogdet", _slogdet_jvp, domain="invertible",
+           note="singular matrices: log|det| has tangent NaN"),
     custom("linalg.solve", _solve_jvp, args=_XY, domain="invertible"),
     custom("linalg.svd", _svd_jvp, params=("full_matrices",), domain="matrix",
-           note="full_matrices=True needs a square matrix; repeated or zero singular values: vectors NaN"),
+           note="full_matrices=True: extra vectors get the non-rotating completion; "
+                "repeated or zero singular values: vectors NaN"),
     custom("linalg.svdvals", _svdvals_jvp, domain="matrix", note="ties: the cluster mean; slope 0 at 0"),
     custom("linalg.tensordot", la.tensordot_jvp, args=_XY, params=("axes",)),
     linear("linalg.trace", _trace_t, params=("offset", "dtype"), domain="matrix"),

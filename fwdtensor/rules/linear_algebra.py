@@ -10,6 +10,7 @@ reuses these rules and the helpers ``lift``, ``left`` and ``right``.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import array_api_compat
@@ -35,7 +36,7 @@ def right(xp: Any, t: Any, m: Any) -> Any:
         return xp.matmul(t, m)  # Dask: a blockwise product keeps the batch axis its own chunk
     if m.ndim == 2:
         s = t.shape
-        r = xp.matmul(xp.reshape(t, (-1, s[-1])), m)
+        r = xp.matmul(xp.reshape(t, (math.prod(s[:-1]), s[-1])), m)  # not -1: sizes may be 0
         return xp.reshape(r, (*s[:-1], m.shape[-1]))
     return xp.matmul(lift(xp, t, m.ndim + 1), m)
 

@@ -130,7 +130,12 @@ def _cumulative_sum_t(
 def _var_parts(xp: Any, x: Any, t: Any, axis: Any, correction: float, keepdims: bool) -> tuple:
     """``sum((x - mean) * t)`` over the reduced axes and the divisor ``N - correction``."""
     xc = xp.subtract(x, xp.mean(x, axis=axis, keepdims=True))
-    s = xp.sum(xp.multiply(t, xc[None, ...]), axis=shift_axes(axis, x.ndim), keepdims=keepdims)
+    if xp.isdtype(x.dtype, "complex floating"):  # var = mean |x - mean|^2 is real: Re(conj(xc) t)
+        s = xp.sum(
+            xp.real(xp.multiply(t, xp.conj(xc)[None, ...])), axis=shift_axes(axis, x.ndim), keepdims=keepdims
+        )
+    else:
+        s = xp.sum(xp.multiply(t, xc[None, ...]), axis=shift_axes(axis, x.ndim), keepdims=keepdims)
     n = math.prod(x.shape[a] for a in reduced_axes(axis, x.ndim))
     return s, n - correction
 
@@ -251,8 +256,14 @@ RULES: tuple[Rule, ...] = (
         _std_jvp,
         params=("axis", "correction", "keepdims"),
         dtypes="real",
-        note="slope 0 at a constant input (std == 0), like abs at 0",
+        note="slope 0 at a constant input (std == 0), like abs at 0; complex input: real tangent",
     ),
     linear("sum", _sum_t, params=("axis", "dtype", "keepdims")),
-    custom("var", _var_jvp, params=("axis", "correction", "keepdims"), dtypes="real"),
+    custom(
+        "var",
+        _var_jvp,
+        params=("axis", "correction", "keepdims"),
+        dtypes="real",
+        note="complex input: the real tangent 2 Re(conj(x - mean) t) / (N - correction)",
+    ),
 )
