@@ -55,7 +55,7 @@ if TYPE_CHECKING:  # IDEs and type checkers see the generated names through the 
 
 _core.FT = sys.modules[__name__]
 
-from . import fft, linalg  # noqa: E402  (the extensions need the namespace above)
+from . import fft, linalg, special  # noqa: E402  (the extensions need the namespace above)
 from ._distributed import DistributedError, distributed_jacfwd  # noqa: E402
 
 __all__ = [
@@ -84,6 +84,7 @@ __all__ = [
     "asarray",
     "linalg",
     "fft",
+    "special",
     "FwdTensorError",
     "TangentError",
     "BackendMismatchError",

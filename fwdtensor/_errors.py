@@ -79,3 +79,18 @@ def missing_function(name: str, xp: object) -> NotDifferentiableError:
         f"the backend {backend} has no function {name!r}, which this operation needs; "
         "convert the arrays to a backend that has it (e.g. NumPy) for this step"
     )
+
+
+def missing_special(name: str, library: str) -> NotDifferentiableError:
+    return NotDifferentiableError(
+        f"ft.special.{name}: the backend {library} has no special function {name!r} (fwdtensor looks "
+        "in scipy.special for NumPy, Dask and array-api-strict, cupyx.scipy.special for CuPy, "
+        "torch.special for PyTorch, jax.scipy.special for JAX); convert the arrays to one of those"
+    )
+
+
+def integer_argument(function: str, arg: str) -> NotDifferentiableError:
+    return NotDifferentiableError(
+        f"{function}: the argument {arg!r} is an integer order and cannot be differentiated; "
+        f"pass a constant (an integer, or an array without tangent) for {arg!r}"
+    )

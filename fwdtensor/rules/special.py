@@ -1,0 +1,383 @@
+"""Rules for ``ft.special``: SciPy's special functions, their names and signatures, with the
+derivative of each as one row of data.
+
+The backend computes the values (``_special_backend.special_function``: ``scipy.special``,
+``cupyx.scipy.special``, ``torch.special``, ...); a row gives the derivative in the form
+that stays accurate where users need it, written with the namespace ``xp`` it receives, so
+that a nested derivative (``xp`` is fwdtensor itself) differentiates the derivative again:
+``digamma' = polygamma(1, .)``, ``polygamma(n, .)' = polygamma(n + 1, .)``.
+
+Conventions (each also in the row's note):
+
+* ``xlogy(0, y) = 0`` and ``xlog1py(0, y) = 0`` for every ``y`` (SciPy): along ``x = 0`` the
+  function is constant, so the partial in ``y`` is 0 there; the partial in ``x`` is
+  ``log(y)`` (``-inf`` at ``y = 0``, the slope of ``x log 0``).
+* ``entr(0) = 0``: the derivative ``-(log x + 1)`` is ``+inf`` at 0 (the one-sided slope);
+  ``rel_entr``/``kl_div`` likewise at ``x = 0``. Outside the domain (``x < 0``): NaN.
+* ``sinc'(0) = 0``, ``i1'(0) = i1e'(0) = 1/2``; ``i0e' = i1e - sign(x) i0e`` (0 at 0, as
+  ``sign`` gives).
+* ``logsumexp``, ``softmax``, ``log_softmax``: tangents through the softmax weights
+  ``exp(a - logsumexp(a))`` (never ``exp(a)``), so ``x = 1000`` neither overflows nor loses
+  digits; where the result is infinite the tangent is 0 (the value cannot move).
+* Integer orders (``polygamma``'s ``n``) are not differentiated: a tangent there raises.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+import array_api_compat
+
+from .. import _core, _errors
+from .._core import DualTensor, _times
+from .._special_backend import special_function
+from .._tangent import align, shift_axes
+from ._forms import Rule, custom
+
+_SQRT_PI_2 = math.sqrt(math.pi) / 2
+_TWO_SQRT_PI = 2 / math.sqrt(math.pi)
+_SQRT_2PI = math.sqrt(2 * math.pi)
+
+
+def _sp(xp: Any, name: str) -> Callable:
+    return special_function(xp, name)
+
+
+def _value(x: Any) -> Any:
+    while type(x) is DualTensor:
+        x = x.primal
+    return x
+
+
+def _as_array(xp: Any, s: Any, like: Any) -> Any:
+    """A Python scalar operand as a 0-d array of ``like``'s dtype and device."""
+    if isinstance(s, (int, float)):
+        v = _value(like)
+        return xp.asarray(s, dtype=like.dtype, device=array_api_compat.device(v))
+    return s
+
+
+# ------------------------------------------------------------------ row constructors
+def _primal(name: str) -> Callable:
+    return lambda xp, *a: _sp(xp, name)(*a)
+
+
+def unary(name: str, d: Callable, *, domain: str = "real", note: str = "", **meta: Any) -> Rule:
+    """``y = f(x)`` elementwise with ``dy = d(xp, x, y) * dx``."""
+    f = _primal(name)
+
+    def jvp(xp: Any, primals: list, tangents: list) -> tuple:
+        x = primals[0]
+        y = f(xp, x)
+        return y, _times(xp, tangents[0], d(xp, x, y))
+
+    meta["elementwise"] = 1
+    return custom(
+        "special." + name, jvp, f=f, args=("x",), domain=domain, dtypes="real", note=note, meta=meta
+    )
+
+
+def binary(
+    name: str,
+    d1: Callable | None,
+    d2: Callable,
+    *,
+    args: tuple[str, str] = ("x", "y"),
+    domain: str = "real",
+    note: str = "",
+    **meta: Any,
+) -> Rule:
+    """``y = f(x1, x2)`` elementwise (broadcasting) with one partial per operand; ``d1 = None``
+    marks an integer first argument that is never differentiated (``polygamma``'s order)."""
+    f = _primal(name)
+
+    def jvp(xp: Any, primals: list, tangents: list) -> tuple:
+        a, b = primals
+        ta, tb = tangents
+        if ta is not None and d1 is None:
+            raise _errors.integer_argument(f"ft.special.{name}", args[0])
+        if d1 is not None:
+            a, b = _as_array(xp, a, b), _as_array(xp, b, a)
+        y = f(xp, a, b)
+        nd = y.ndim
+        t = None if ta is None else _times(xp, align(xp, ta, nd), d1(xp, a, b, y))
+        if tb is not None:
+            t2 = _times(xp, align(xp, tb, nd), d2(xp, a, b, y))
+            t = t2 if t is None else xp.add(t, t2)
+        if t.shape[1:] != y.shape:
+            t = xp.broadcast_to(t, (t.shape[0], *y.shape))
+        return y, t
+
+    meta["elementwise"] = 2
+    return custom("special." + name, jvp, f=f, args=args, domain=domain, dtypes="real", note=note, meta=meta)
+
+
+# ------------------------------------------------------------------ derivatives
+def _where0(xp: Any, x: Any, at0: float, v: Callable) -> Any:
+    """``v(x)`` except ``at0`` where ``x == 0`` (``v`` evaluated away from 0 only)."""
+    zero = _value(x) == 0
+    safe = xp.where(zero, 1.0, x)
+    return xp.where(zero, at0, v(safe))
+
+
+def _d_expit(xp: Any, x: Any, y: Any) -> Any:
+    # expit(x) expit(-x) = e / (1 + e)^2 with e = exp(-|x|): no 1 - y cancellation for large x
+    e = xp.exp(-xp.abs(x))
+    return e / ((e + 1.0) * (e + 1.0))
+
+
+def _d_log_expit(xp: Any, x: Any, y: Any) -> Any:
+    # expit(-x) = 1 - expit(x), computed without the cancellation: e / (1 + e) or 1 / (1 + e)
+    e = xp.exp(-xp.abs(x))
+    return xp.where(_value(x) >= 0, e, 1.0) / (e + 1.0)
+
+
+def _d_i1(xp: Any, x: Any, y: Any) -> Any:
+    return _where0(xp, x, 0.5, lambda s: _sp(xp, "i0")(s) - _sp(xp, "i1")(s) / s)
+
+
+def _d_i1e(xp: Any, x: Any, y: Any) -> Any:
+    i1e = _sp(xp, "i1e")
+    return _where0(xp, x, 0.5, lambda s: _sp(xp, "i0e")(s) - i1e(s) / s - xp.sign(s) * i1e(s))
+
+
+def _d_sinc(xp: Any, x: Any, y: Any) -> Any:
+    # (cos(pi x) - sinc(x)) / x cancels near 0: there the series -pi z/3 + pi z^3/30 - pi z^5/840
+    z = x * math.pi
+    zz = z * z
+    series = z * (-1.0 / 3.0 + zz * (1.0 / 30.0 - zz / 840.0)) * math.pi
+    small = xp.abs(_value(x)) < 0.05 / math.pi
+    safe = xp.where(small, 1.0, x)
+    return xp.where(small, series, (xp.cos(safe * math.pi) - xp.where(small, 1.0, y)) / safe)
+
+
+def _d_gamma(xp: Any, x: Any, y: Any) -> Any:
+    return y * _sp(xp, "digamma")(x)
+
+
+def _d_betaln(which: int) -> Callable:
+    def d(xp: Any, a: Any, b: Any, y: Any) -> Any:
+        psi_ab = _sp(xp, "digamma")(xp.add(a, b))
+        return xp.subtract(_sp(xp, "digamma")(a if which == 0 else b), psi_ab)
+
+    return d
+
+
+def _d_y_times_x_over(xp: Any, x: Any, y: Any, shift: float) -> Any:
+    """``x / (y + shift)``, 0 where ``x == 0`` (SciPy's ``xlogy(0, y) = 0`` for every y)."""
+    zero = _value(x) == 0
+    return xp.where(zero, 0.0, xp.divide(x, xp.where(zero, 1.0, y + shift)))
+
+
+# ------------------------------------------------------------------ logsumexp, softmax
+def _axes(axis: Any, ndim: int) -> tuple:
+    if axis is None:
+        return tuple(range(ndim))
+    axes = axis if isinstance(axis, tuple) else (axis,)
+    return tuple(a % ndim if ndim else a for a in axes)
+
+
+def _reduced_shape(shape: tuple, axes: tuple) -> tuple:
+    return tuple(n for i, n in enumerate(shape) if i not in axes)
+
+
+def _lse_keepdims(xp: Any, a: Any, b: Any, axis: Any) -> tuple[Any, Any]:
+    """``log|sum(b exp(a))|`` over ``axis`` with kept dims, and the sign of the sum."""
+    m = xp.max(a, axis=axis, keepdims=True)
+    m = xp.where(xp.isfinite(_value(m)), m, 0.0)  # all -inf (or an inf): no shift
+    e = xp.exp(a - m)
+    if b is not None:
+        e = xp.multiply(b, e)
+    s = xp.sum(e, axis=axis, keepdims=True)
+    return xp.add(xp.log(xp.abs(s)), m), xp.sign(s)
+
+
+def _lse_f(
+    xp: Any, a: Any, b: Any = None, *, axis: Any = None, keepdims: bool = False, return_sign: bool = False
+):
+    if b is not None:
+        a = _as_array(xp, a, b) if isinstance(a, (int, float)) else a
+        b = _as_array(xp, b, a)
+    out, sign = _lse_keepdims(xp, a, b, axis)
+    if not keepdims:
+        shape = _reduced_shape(tuple(a.shape), _axes(axis, a.ndim))
+        out, sign = xp.reshape(out, shape), xp.reshape(sign, shape)
+    if return_sign:
+        return out, sign
+    if b is not None:  # a negative sum has no real logarithm (SciPy: NaN)
+        out = xp.where(_value(sign) < 0, math.nan, out)
+    return out
+
+
+def _lse_jvp(
+    xp: Any,
+    primals: list,
+    tangents: list,
+    *,
+    axis: Any = None,
+    keepdims: bool = False,
+    return_sign: bool = False,
+) -> tuple:
+    a, b = primals
+    ta, tb = tangents
+    if b is not None:
+        b = _as_array(xp, b, a)
+    out_k, sign_k = _lse_keepdims(xp, a, b, axis)
+    # d log|s| = ds / s = sign * sum(exp(a - out) (b da + db)): weights never overflow
+    w = xp.exp(a - xp.where(xp.isfinite(_value(out_k)), out_k, 0.0))
+    w = xp.where(xp.isfinite(_value(out_k)), w, 0.0)
+    nd = a.ndim
+    if ta is not None:
+        ta = align(xp, ta, nd)
+        if b is not None:
+            ta = xp.multiply(ta, b[None, ...] if getattr(b, "ndim", 0) else b)
+    if tb is not None:
+        tb = align(xp, tb, nd)
+        ta = tb if ta is None else xp.add(ta, tb)
+    t = xp.sum(
+        xp.multiply(ta, w[None, ...]),
+        axis=shift_axes(_axes(axis, nd) if axis is not None else None, nd),
+        keepdims=True,
+    )
+    if b is not None:
+        t = xp.multiply(t, sign_k[None, ...])
+    out = _lse_f(xp, a, b, axis=axis, keepdims=keepdims, return_sign=return_sign)
+    shape = out[0].shape if return_sign else out.shape
+    t = xp.reshape(t, (t.shape[0], *shape))
+    return out, ((t, None) if return_sign else t)
+
+
+def _softmax_f(xp: Any, x: Any, axis: Any = None) -> Any:
+    m = xp.max(x, axis=axis, keepdims=True)
+    e = xp.exp(x - m)
+    return e / xp.sum(e, axis=axis, keepdims=True)
+
+
+def _softmax_jvp(xp: Any, primals: list, tangents: list, axis: Any = None) -> tuple:
+    x, t = primals[0], tangents[0]
+    y = _softmax_f(xp, x, axis)
+    yt = xp.multiply(t, y[None, ...])
+    s = xp.sum(yt, axis=shift_axes(axis, x.ndim), keepdims=True)
+    return y, xp.subtract(yt, xp.multiply(s, y[None, ...]))  # y (t - sum(y t))
+
+
+def _log_softmax_f(xp: Any, x: Any, axis: Any = None) -> Any:
+    return x - _lse_keepdims(xp, x, None, axis)[0]
+
+
+def _log_softmax_jvp(xp: Any, primals: list, tangents: list, axis: Any = None) -> tuple:
+    x, t = primals[0], tangents[0]
+    y = _log_softmax_f(xp, x, axis)
+    s = xp.sum(xp.multiply(t, xp.exp(y)[None, ...]), axis=shift_axes(axis, x.ndim), keepdims=True)
+    return y, xp.subtract(t, s)  # t - sum(softmax(x) t)
+
+
+def logsumexp(
+    a: Any, axis: Any = None, b: Any = None, keepdims: bool = False, return_sign: bool = False
+) -> Any:
+    """``log(sum(b * exp(a)))`` over ``axis``, computed stably (SciPy's signature and meaning)."""
+    params = {"axis": axis, "keepdims": keepdims, "return_sign": return_sign}
+    return _core.apply(_LOGSUMEXP, (a, b), params)
+
+
+_LOGSUMEXP = custom(
+    "special.logsumexp",
+    _lse_jvp,
+    f=_lse_f,
+    args=("a", "b"),
+    params=("axis", "keepdims", "return_sign"),
+    note="tangent through the weights exp(a - logsumexp(a)): no overflow; 0 where the result is infinite",
+    meta={"function": logsumexp, "reduction": True},
+)
+
+# ------------------------------------------------------------------ the table
+_EXP_X2 = lambda xp, x, y: xp.exp(-x * x)  # noqa: E731  (shared by erf and erfc)
+
+RULES: tuple[Rule, ...] = (
+    unary("erf", lambda xp, x, y: _EXP_X2(xp, x, y) * _TWO_SQRT_PI),
+    unary("erfc", lambda xp, x, y: _EXP_X2(xp, x, y) * -_TWO_SQRT_PI),
+    unary("erfcx", lambda xp, x, y: 2.0 * x * y - _TWO_SQRT_PI, note="2 x erfcx(x) - 2/sqrt(pi)"),
+    unary("erfinv", lambda xp, x, y: xp.exp(y * y) * _SQRT_PI_2, domain="unit"),
+    unary("erfcinv", lambda xp, x, y: xp.exp(y * y) * -_SQRT_PI_2, domain="erfc"),
+    unary("expit", _d_expit, note="exp(-|x|) / (1 + exp(-|x|))^2: accurate for large |x|"),
+    unary("logit", lambda xp, x, y: 1.0 / (x * (1.0 - x)), domain="prob"),
+    unary("log_expit", _d_log_expit, note="expit(-x), without the 1 - expit(x) cancellation"),
+    unary("gammaln", lambda xp, x, y: _sp(xp, "digamma")(x), domain="positive", note="digamma(x)"),
+    unary("digamma", lambda xp, x, y: _sp(xp, "polygamma")(1, x), domain="positive"),
+    unary("psi", lambda xp, x, y: _sp(xp, "polygamma")(1, x), domain="positive", note="alias of digamma"),
+    binary(
+        "polygamma",
+        None,
+        lambda xp, n, x, y: _sp(xp, "polygamma")(n + 1, x),
+        args=("n", "x"),
+        domain="polygamma",
+        note="the order n is an integer constant: a tangent there raises",
+    ),
+    unary("gamma", _d_gamma, domain="positive"),
+    binary(
+        "xlogy",
+        lambda xp, x, y, r: xp.log(y),
+        lambda xp, x, y, r: _d_y_times_x_over(xp, x, y, 0.0),
+        domain="xlogy",
+        note="xlogy(0, y) = 0 (SciPy): d/dy is 0 on x = 0; d/dx = log(y), -inf at y = 0",
+    ),
+    binary(
+        "xlog1py",
+        lambda xp, x, y, r: xp.log1p(y),
+        lambda xp, x, y, r: _d_y_times_x_over(xp, x, y, 1.0),
+        domain="xlogy",
+        note="xlog1py(0, y) = 0 (SciPy): d/dy is 0 on x = 0; d/dx = log1p(y)",
+    ),
+    unary(
+        "entr",
+        lambda xp, x, y: -(xp.log(x) + 1.0),
+        domain="positive",
+        note="entr'(0) = +inf (one-sided slope); NaN for x < 0",
+    ),
+    binary(
+        "rel_entr",
+        lambda xp, x, y, r: xp.log(xp.divide(x, y)) + 1.0,
+        lambda xp, x, y, r: -xp.divide(x, y),
+        domain="positive",
+        note="d/dx = log(x/y) + 1 (-inf at x = 0: the one-sided slope), d/dy = -x/y",
+    ),
+    binary(
+        "kl_div",
+        lambda xp, x, y, r: xp.log(xp.divide(x, y)),
+        lambda xp, x, y, r: 1.0 - xp.divide(x, y),
+        domain="positive",
+        note="d/dx = log(x/y), d/dy = 1 - x/y",
+    ),
+    unary("ndtr", lambda xp, x, y: xp.exp(x * x * -0.5) / _SQRT_2PI),
+    unary(
+        "log_ndtr",
+        lambda xp, x, y: xp.exp(x * x * -0.5 - y) / _SQRT_2PI,
+        note="exp(-x^2/2 - log_ndtr(x)) / sqrt(2 pi): accurate deep in the left tail",
+    ),
+    unary("ndtri", lambda xp, x, y: xp.exp(y * y * 0.5) * _SQRT_2PI, domain="prob"),
+    unary("i0", lambda xp, x, y: _sp(xp, "i1")(x), note="i1(x)"),
+    unary("i0e", lambda xp, x, y: _sp(xp, "i1e")(x) - xp.sign(x) * y, note="i1e(x) - sign(x) i0e(x)"),
+    unary("i1", _d_i1, note="i0(x) - i1(x)/x; 1/2 at 0"),
+    unary("i1e", _d_i1e, note="i0e(x) - i1e(x)/x - sign(x) i1e(x); 1/2 at 0"),
+    unary("sinc", _d_sinc, note="sin(pi x)/(pi x); a series near 0, where sinc'(0) = 0"),
+    binary("betaln", _d_betaln(0), _d_betaln(1), args=("a", "b"), domain="positive"),
+    _LOGSUMEXP,
+    custom(
+        "special.softmax",
+        _softmax_jvp,
+        f=_softmax_f,
+        params=("axis",),
+        note="y (t - sum(y t)): no overflow",
+        meta={"reduction": True},
+    ),
+    custom(
+        "special.log_softmax",
+        _log_softmax_jvp,
+        f=_log_softmax_f,
+        params=("axis",),
+        note="t - sum(softmax(x) t): no overflow",
+        meta={"reduction": True},
+    ),
+)
