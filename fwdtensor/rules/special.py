@@ -153,6 +153,16 @@ def _d_sinc(xp: Any, x: Any, y: Any) -> Any:
     return xp.where(small, series, (xp.cos(safe * math.pi) - xp.where(small, 1.0, y)) / safe)
 
 
+def _d_erfcx(xp: Any, x: Any, y: Any) -> Any:
+    # 2 x erfcx(x) - 2/sqrt(pi) cancels for large x (both terms near 2/sqrt(pi)); there its
+    # series -(1/sqrt(pi)) (1/x^2 - 3/(2 x^4) + 15/(4 x^6) - 105/(8 x^8) + 945/(16 x^10)),
+    # whose truncation is below 4e-15 (relative) for x > 50
+    big = _value(x) > 50.0
+    w = 1.0 / (xp.where(big, x, 50.0) ** 2)
+    series = w * (1.0 + w * (-1.5 + w * (3.75 + w * (-13.125 + w * 59.0625)))) * (-1.0 / math.sqrt(math.pi))
+    return xp.where(big, series, 2.0 * x * y - _TWO_SQRT_PI)
+
+
 def _d_gamma(xp: Any, x: Any, y: Any) -> Any:
     return y * _sp(xp, "digamma")(x)
 
@@ -296,16 +306,18 @@ _LOGSUMEXP = custom(
 _EXP_X2 = lambda xp, x, y: xp.exp(-x * x)  # noqa: E731  (shared by erf and erfc)
 
 RULES: tuple[Rule, ...] = (
-    unary("erf", lambda xp, x, y: _EXP_X2(xp, x, y) * _TWO_SQRT_PI),
-    unary("erfc", lambda xp, x, y: _EXP_X2(xp, x, y) * -_TWO_SQRT_PI),
-    unary("erfcx", lambda xp, x, y: 2.0 * x * y - _TWO_SQRT_PI, note="2 x erfcx(x) - 2/sqrt(pi)"),
-    unary("erfinv", lambda xp, x, y: xp.exp(y * y) * _SQRT_PI_2, domain="unit"),
-    unary("erfcinv", lambda xp, x, y: xp.exp(y * y) * -_SQRT_PI_2, domain="erfc"),
+    unary("erf", lambda xp, x, y: _EXP_X2(xp, x, y) * _TWO_SQRT_PI, note="2/sqrt(pi) exp(-x^2)"),
+    unary("erfc", lambda xp, x, y: _EXP_X2(xp, x, y) * -_TWO_SQRT_PI, note="-2/sqrt(pi) exp(-x^2)"),
+    unary("erfcx", _d_erfcx, note="2 x erfcx(x) - 2/sqrt(pi); its asymptotic series for x > 50"),
+    unary("erfinv", lambda xp, x, y: xp.exp(y * y) * _SQRT_PI_2, domain="unit", note="sqrt(pi)/2 exp(y^2)"),
+    unary(
+        "erfcinv", lambda xp, x, y: xp.exp(y * y) * -_SQRT_PI_2, domain="erfc", note="-sqrt(pi)/2 exp(y^2)"
+    ),
     unary("expit", _d_expit, note="exp(-|x|) / (1 + exp(-|x|))^2: accurate for large |x|"),
-    unary("logit", lambda xp, x, y: 1.0 / (x * (1.0 - x)), domain="prob"),
+    unary("logit", lambda xp, x, y: 1.0 / (x * (1.0 - x)), domain="prob", note="1 / (x (1 - x))"),
     unary("log_expit", _d_log_expit, note="expit(-x), without the 1 - expit(x) cancellation"),
     unary("gammaln", lambda xp, x, y: _sp(xp, "digamma")(x), domain="positive", note="digamma(x)"),
-    unary("digamma", lambda xp, x, y: _sp(xp, "polygamma")(1, x), domain="positive"),
+    unary("digamma", lambda xp, x, y: _sp(xp, "polygamma")(1, x), domain="positive", note="polygamma(1, x)"),
     unary("psi", lambda xp, x, y: _sp(xp, "polygamma")(1, x), domain="positive", note="alias of digamma"),
     binary(
         "polygamma",
@@ -313,9 +325,9 @@ RULES: tuple[Rule, ...] = (
         lambda xp, n, x, y: _sp(xp, "polygamma")(n + 1, x),
         args=("n", "x"),
         domain="polygamma",
-        note="the order n is an integer constant: a tangent there raises",
+        note="d/dx = polygamma(n + 1, x); the order n is an integer constant: a tangent there raises",
     ),
-    unary("gamma", _d_gamma, domain="positive"),
+    unary("gamma", _d_gamma, domain="positive", note="gamma(x) digamma(x)"),
     binary(
         "xlogy",
         lambda xp, x, y, r: xp.log(y),
@@ -350,19 +362,28 @@ RULES: tuple[Rule, ...] = (
         domain="positive",
         note="d/dx = log(x/y), d/dy = 1 - x/y",
     ),
-    unary("ndtr", lambda xp, x, y: xp.exp(x * x * -0.5) / _SQRT_2PI),
+    unary("ndtr", lambda xp, x, y: xp.exp(x * x * -0.5) / _SQRT_2PI, note="exp(-x^2/2) / sqrt(2 pi)"),
     unary(
         "log_ndtr",
         lambda xp, x, y: xp.exp(x * x * -0.5 - y) / _SQRT_2PI,
         note="exp(-x^2/2 - log_ndtr(x)) / sqrt(2 pi): accurate deep in the left tail",
     ),
-    unary("ndtri", lambda xp, x, y: xp.exp(y * y * 0.5) * _SQRT_2PI, domain="prob"),
+    unary(
+        "ndtri", lambda xp, x, y: xp.exp(y * y * 0.5) * _SQRT_2PI, domain="prob", note="sqrt(2 pi) exp(y^2/2)"
+    ),
     unary("i0", lambda xp, x, y: _sp(xp, "i1")(x), note="i1(x)"),
     unary("i0e", lambda xp, x, y: _sp(xp, "i1e")(x) - xp.sign(x) * y, note="i1e(x) - sign(x) i0e(x)"),
     unary("i1", _d_i1, note="i0(x) - i1(x)/x; 1/2 at 0"),
     unary("i1e", _d_i1e, note="i0e(x) - i1e(x)/x - sign(x) i1e(x); 1/2 at 0"),
     unary("sinc", _d_sinc, note="sin(pi x)/(pi x); a series near 0, where sinc'(0) = 0"),
-    binary("betaln", _d_betaln(0), _d_betaln(1), args=("a", "b"), domain="positive"),
+    binary(
+        "betaln",
+        _d_betaln(0),
+        _d_betaln(1),
+        args=("a", "b"),
+        domain="positive",
+        note="d/da = digamma(a) - digamma(a + b), likewise d/db",
+    ),
     _LOGSUMEXP,
     custom(
         "special.softmax",
