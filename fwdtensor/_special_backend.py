@@ -56,7 +56,7 @@ def _native(xp: ModuleType, lib: str, name: str) -> Callable | None:
         if fn is None:
             return None
         asarray = xp.asarray
-        return lambda *a: asarray(fn(*a))  # a 0-d array, never a NumPy scalar
+        return lambda *a: asarray(_same_precision(fn(*a), a))  # 0-d: an array, not a NumPy scalar
     if lib == "array_api_strict":
         fn = getattr(_scipy_special(name), name, None)
         return None if fn is None else _on_wrapped_numpy(fn)
@@ -81,10 +81,20 @@ def _on_wrapped_numpy(fn: Callable) -> Callable:
 
     def call(*args: Any) -> Any:
         first = next(a for a in args if hasattr(a, "_array"))
-        out = fn(*(a._array if hasattr(a, "_array") else a for a in args))
-        return type(first)._new(np.asarray(out), device=first.device)
+        arrays = [a._array if hasattr(a, "_array") else a for a in args]
+        return type(first)._new(np.asarray(_same_precision(fn(*arrays), arrays)), device=first.device)
 
     return call
+
+
+def _same_precision(out: Any, args: Any) -> Any:
+    """SciPy's result in its floating inputs' precision (``polygamma`` computes float32 in float64)."""
+    kinds = [a.dtype for a in args if getattr(getattr(a, "dtype", None), "kind", "") == "f"]
+    if kinds and getattr(out, "dtype", None) is not None and out.dtype.kind == "f":
+        want = max(kinds, key=lambda dt: dt.itemsize)
+        if out.dtype != want:
+            return out.astype(want)
+    return out
 
 
 def special_function(xp: ModuleType, name: str) -> Callable:

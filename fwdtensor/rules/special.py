@@ -144,13 +144,24 @@ def _d_i1e(xp: Any, x: Any, y: Any) -> Any:
 
 
 def _d_sinc(xp: Any, x: Any, y: Any) -> Any:
-    # (cos(pi x) - sinc(x)) / x cancels near 0: there the series -pi z/3 + pi z^3/30 - pi z^5/840
+    # (cos(pi x) - sinc(x)) / x cancels near 0 (relative error ~ 3 eps / z^2, z = pi x): for
+    # |z| < 0.2 the series pi sum_k (-1)^k 2k z^(2k-1) / (2k+1)!, five terms (truncation < 1e-15)
     z = x * math.pi
     zz = z * z
-    series = z * (-1.0 / 3.0 + zz * (1.0 / 30.0 - zz / 840.0)) * math.pi
-    small = xp.abs(_value(x)) < 0.05 / math.pi
+    c = (-1 / 3, 1 / 30, -1 / 840, 1 / 45360, -1 / 3991680)
+    series = z * (c[0] + zz * (c[1] + zz * (c[2] + zz * (c[3] + zz * c[4])))) * math.pi
+    small = xp.abs(_value(x)) < 0.2 / math.pi
     safe = xp.where(small, 1.0, x)
     return xp.where(small, series, (xp.cos(safe * math.pi) - xp.where(small, 1.0, y)) / safe)
+
+
+def _d_log_ndtr(xp: Any, x: Any, y: Any) -> Any:
+    # phi(x) / Phi(x): for x < 0 as sqrt(2/pi) / erfcx(-x/sqrt(2)), exact deep in the left tail
+    # (exp(-x^2/2 - log_ndtr(x)) loses |x|^2 eps there); for x >= 0 that form is exact
+    neg = _value(x) < 0
+    tail = _sp(xp, "erfcx")(xp.where(neg, x, -1.0) * -math.sqrt(0.5))
+    xr, yr = xp.where(neg, 0.0, x), xp.where(neg, 0.0, y)  # each branch evaluated where it is used
+    return xp.where(neg, math.sqrt(2 / math.pi) / tail, xp.exp(xr * xr * -0.5 - yr) / _SQRT_2PI)
 
 
 def _d_erfcx(xp: Any, x: Any, y: Any) -> Any:
@@ -193,24 +204,24 @@ def _reduced_shape(shape: tuple, axes: tuple) -> tuple:
     return tuple(n for i, n in enumerate(shape) if i not in axes)
 
 
-def _lse_keepdims(xp: Any, a: Any, b: Any, axis: Any) -> tuple[Any, Any]:
-    """``log|sum(b exp(a))|`` over ``axis`` with kept dims, and the sign of the sum."""
+def _lse_parts(xp: Any, a: Any, b: Any, axis: Any) -> tuple[Any, Any, Any]:
+    """``log|s|`` with kept dims, the terms ``e = b exp(a - max a)`` and their sum ``s``."""
     m = xp.max(a, axis=axis, keepdims=True)
     m = xp.where(xp.isfinite(_value(m)), m, 0.0)  # all -inf (or an inf): no shift
-    e = xp.exp(a - m)
+    e = xp.exp(a - m)  # a - max(a) is exact where it matters (nearby values)
     if b is not None:
         e = xp.multiply(b, e)
     s = xp.sum(e, axis=axis, keepdims=True)
-    return xp.add(xp.log(xp.abs(s)), m), xp.sign(s)
+    return xp.add(xp.log(xp.abs(s)), m), e, s
 
 
 def _lse_f(
     xp: Any, a: Any, b: Any = None, *, axis: Any = None, keepdims: bool = False, return_sign: bool = False
-):
+) -> Any:
     if b is not None:
-        a = _as_array(xp, a, b) if isinstance(a, (int, float)) else a
         b = _as_array(xp, b, a)
-    out, sign = _lse_keepdims(xp, a, b, axis)
+    out, _, s = _lse_parts(xp, a, b, axis)
+    sign = xp.sign(s)
     if not keepdims:
         shape = _reduced_shape(tuple(a.shape), _axes(axis, a.ndim))
         out, sign = xp.reshape(out, shape), xp.reshape(sign, shape)
@@ -234,25 +245,17 @@ def _lse_jvp(
     ta, tb = tangents
     if b is not None:
         b = _as_array(xp, b, a)
-    out_k, sign_k = _lse_keepdims(xp, a, b, axis)
-    # d log|s| = ds / s = sign * sum(exp(a - out) (b da + db)): weights never overflow
-    w = xp.exp(a - xp.where(xp.isfinite(_value(out_k)), out_k, 0.0))
-    w = xp.where(xp.isfinite(_value(out_k)), w, 0.0)
+    out_k, e, s = _lse_parts(xp, a, b, axis)
+    # d log|s| = ds / s = sum(e (da + db / b)) / s with e = b exp(a - max a): no overflow, and
+    # no rounding of log(s) in the weights (exp(a - logsumexp(a)) would lose |a| eps)
     nd = a.ndim
-    if ta is not None:
-        ta = align(xp, ta, nd)
-        if b is not None:
-            ta = xp.multiply(ta, b[None, ...] if getattr(b, "ndim", 0) else b)
+    u = None if ta is None else xp.multiply(align(xp, ta, nd), e[None, ...])
     if tb is not None:
-        tb = align(xp, tb, nd)
-        ta = tb if ta is None else xp.add(ta, tb)
-    t = xp.sum(
-        xp.multiply(ta, w[None, ...]),
-        axis=shift_axes(_axes(axis, nd) if axis is not None else None, nd),
-        keepdims=True,
-    )
-    if b is not None:
-        t = xp.multiply(t, sign_k[None, ...])
+        v = xp.multiply(align(xp, tb, nd), xp.exp(a - (out_k - xp.log(xp.abs(s))))[None, ...])
+        u = v if u is None else xp.add(u, v)
+    t = xp.sum(u, axis=shift_axes(None if axis is None else _axes(axis, nd), nd), keepdims=True)
+    finite = xp.isfinite(_value(out_k))
+    t = xp.where(finite[None, ...], xp.divide(t, xp.where(finite, s, 1.0)[None, ...]), 0.0)
     out = _lse_f(xp, a, b, axis=axis, keepdims=keepdims, return_sign=return_sign)
     shape = out[0].shape if return_sign else out.shape
     t = xp.reshape(t, (t.shape[0], *shape))
@@ -274,7 +277,10 @@ def _softmax_jvp(xp: Any, primals: list, tangents: list, axis: Any = None) -> tu
 
 
 def _log_softmax_f(xp: Any, x: Any, axis: Any = None) -> Any:
-    return x - _lse_keepdims(xp, x, None, axis)[0]
+    m = xp.max(x, axis=axis, keepdims=True)
+    m = xp.where(xp.isfinite(_value(m)), m, 0.0)
+    z = x - m  # (x - max) - log(sum): never rounds x against a large logsumexp
+    return z - xp.log(xp.sum(xp.exp(z), axis=axis, keepdims=True))
 
 
 def _log_softmax_jvp(xp: Any, primals: list, tangents: list, axis: Any = None) -> tuple:
@@ -365,8 +371,8 @@ RULES: tuple[Rule, ...] = (
     unary("ndtr", lambda xp, x, y: xp.exp(x * x * -0.5) / _SQRT_2PI, note="exp(-x^2/2) / sqrt(2 pi)"),
     unary(
         "log_ndtr",
-        lambda xp, x, y: xp.exp(x * x * -0.5 - y) / _SQRT_2PI,
-        note="exp(-x^2/2 - log_ndtr(x)) / sqrt(2 pi): accurate deep in the left tail",
+        _d_log_ndtr,
+        note="exp(-x^2/2 - log_ndtr(x)) / sqrt(2 pi); for x < 0 sqrt(2/pi) / erfcx(-x/sqrt(2)) (exact tail)",
     ),
     unary(
         "ndtri", lambda xp, x, y: xp.exp(y * y * 0.5) * _SQRT_2PI, domain="prob", note="sqrt(2 pi) exp(y^2/2)"
