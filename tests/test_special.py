@@ -252,7 +252,6 @@ def test_against_jax(name):
 def _mp_cases():
     mp = pytest.importorskip("mpmath", reason="mpmath gives the high-precision references")
     mp.mp.dps = 60
-    f = mp.mpf
     phi = lambda t: mp.exp(-t * t / 2) / mp.sqrt(2 * mp.pi)  # noqa: E731
 
     def d_erfinv(t):  # near 1 - t ~ 1e-200: enough digits to tell 1 - t from 1
@@ -496,9 +495,17 @@ SCIPY_SCRIPT = textwrap.dedent(
         check(name, f(d, ft.DualTensor(y, v)), fd(f, x, y, dirs=[v, v]))
     check("logsumexp", sp.logsumexp(d), fd(sp.logsumexp, x, dirs=[v]))
     check("softmax", sp.softmax(d), fd(sp.softmax, x, dirs=[v]))
-    check("norm.logpdf", st.norm.logpdf(d), fd(st.norm.logpdf, x, dirs=[v]))
-    p = x / x.sum()
-    check("entropy", st.entropy(ft.DualTensor(p, v)), fd(st.entropy, p, dirs=[v]))
+    check("log_softmax", sp.log_softmax(d), fd(sp.log_softmax, x, dirs=[v]))
+    p, q = x / x.sum(), y / y.sum()
+    check("stats.entropy", st.entropy(ft.DualTensor(p, v)), fd(st.entropy, p, dirs=[v]))
+    kl = st.entropy(ft.DualTensor(p, v), ft.DualTensor(q, -v))
+    check("stats.entropy(p, q)", kl, fd(st.entropy, p, q, dirs=[v, -v]))
+    z = np.random.default_rng(0).normal(size=12)
+    w = np.linspace(-1.0, 1.0, 12)
+    skew_p = lambda a: st.skewtest(a).pvalue  # its normal tail probability is special.ndtr
+    check("stats.skewtest", skew_p(ft.DualTensor(z, w)), fd(skew_p, z, dirs=[w]))
+    kurt_p = lambda a: st.kurtosistest(a).pvalue
+    check("stats.kurtosistest", kurt_p(ft.DualTensor(z, w)), fd(kurt_p, z, dirs=[w]))
     """
 )
 
@@ -511,4 +518,4 @@ def test_scipy_special_differentiates_through_ft_special():
         [sys.executable, "-c", SCIPY_SCRIPT], env=env, cwd=root, capture_output=True, text=True
     )
     assert run.returncode == 0, run.stdout + run.stderr
-    assert run.stdout.count("ok ") == 16, run.stdout
+    assert run.stdout.count("ok ") == 18, run.stdout
