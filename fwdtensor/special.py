@@ -31,8 +31,9 @@ def _signature(fn: object) -> inspect.Signature:
 
 
 for _fn in _functions.values():
-    _fn.__signature__ = _signature(_fn)  # type: ignore[attr-defined]
-    _fn.__doc__ = f"SciPy's ``{_fn.rule.name[8:]}`` on duals and arrays. {_fn.rule.note}".strip()  # type: ignore[attr-defined]
+    if "function" not in _fn.rule.meta:  # type: ignore[attr-defined]
+        _fn.__signature__ = _signature(_fn)  # type: ignore[attr-defined]
+        _fn.__doc__ = f"SciPy's ``{_fn.__name__}`` on duals and arrays.\n\n{_fn.rule.note}".strip()  # type: ignore[attr-defined]
 del _fn
 
 globals().update(_functions)

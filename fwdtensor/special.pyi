@@ -46,85 +46,85 @@ def betaln(a: Array, b: Array, /) -> Any:
 def digamma(x: Array, /) -> Any:
     """SciPy's ``special.digamma`` on duals and arrays.
 
-    Polygamma(1, x).
+    D/dx = polygamma(1, x).
     """
 
 def entr(x: Array, /) -> Any:
     """SciPy's ``special.entr`` on duals and arrays.
 
-    Entr'(0) = +inf (one-sided slope); NaN for x < 0.
+    D/dx = -(log(x) + 1); +inf at 0 (the one-sided slope); NaN for x < 0.
     """
 
 def erf(x: Array, /) -> Any:
     """SciPy's ``special.erf`` on duals and arrays.
 
-    2/sqrt(pi) exp(-x^2).
+    D/dx = 2/sqrt(pi) exp(-x^2).
     """
 
 def erfc(x: Array, /) -> Any:
     """SciPy's ``special.erfc`` on duals and arrays.
 
-    -2/sqrt(pi) exp(-x^2).
+    D/dx = -2/sqrt(pi) exp(-x^2).
     """
 
 def erfcinv(x: Array, /) -> Any:
     """SciPy's ``special.erfcinv`` on duals and arrays.
 
-    -sqrt(pi)/2 exp(y^2).
+    D/dx = -sqrt(pi)/2 exp(y^2), y = erfcinv(x).
     """
 
 def erfcx(x: Array, /) -> Any:
     """SciPy's ``special.erfcx`` on duals and arrays.
 
-    2 x erfcx(x) - 2/sqrt(pi); its asymptotic series for x > 50.
+    D/dx = 2 x erfcx(x) - 2/sqrt(pi); its asymptotic series for x > 50.
     """
 
 def erfinv(x: Array, /) -> Any:
     """SciPy's ``special.erfinv`` on duals and arrays.
 
-    Sqrt(pi)/2 exp(y^2).
+    D/dx = sqrt(pi)/2 exp(y^2), y = erfinv(x).
     """
 
 def expit(x: Array, /) -> Any:
     """SciPy's ``special.expit`` on duals and arrays.
 
-    Exp(-|x|) / (1 + exp(-|x|))^2: accurate for large |x|.
+    D/dx = exp(-|x|) / (1 + exp(-|x|))^2: accurate for large |x|.
     """
 
 def gamma(x: Array, /) -> Any:
     """SciPy's ``special.gamma`` on duals and arrays.
 
-    Gamma(x) digamma(x).
+    D/dx = gamma(x) digamma(x).
     """
 
 def gammaln(x: Array, /) -> Any:
     """SciPy's ``special.gammaln`` on duals and arrays.
 
-    Digamma(x).
+    D/dx = digamma(x).
     """
 
 def i0(x: Array, /) -> Any:
     """SciPy's ``special.i0`` on duals and arrays.
 
-    I1(x).
+    D/dx = i1(x).
     """
 
 def i0e(x: Array, /) -> Any:
     """SciPy's ``special.i0e`` on duals and arrays.
 
-    I1e(x) - sign(x) i0e(x).
+    D/dx = i1e(x) - sign(x) i0e(x).
     """
 
 def i1(x: Array, /) -> Any:
     """SciPy's ``special.i1`` on duals and arrays.
 
-    I0(x) - i1(x)/x; 1/2 at 0.
+    D/dx = i0(x) - i1(x)/x; 1/2 at 0.
     """
 
 def i1e(x: Array, /) -> Any:
     """SciPy's ``special.i1e`` on duals and arrays.
 
-    I0e(x) - i1e(x)/x - sign(x) i1e(x); 1/2 at 0.
+    D/dx = i0e(x) - i1e(x)/x - sign(x) i1e(x); 1/2 at 0.
     """
 
 def kl_div(x: Array, y: Array, /) -> Any:
@@ -136,40 +136,40 @@ def kl_div(x: Array, y: Array, /) -> Any:
 def log_expit(x: Array, /) -> Any:
     """SciPy's ``special.log_expit`` on duals and arrays.
 
-    Expit(-x), without the 1 - expit(x) cancellation.
+    D/dx = expit(-x), without the 1 - expit(x) cancellation.
     """
 
 def log_ndtr(x: Array, /) -> Any:
     """SciPy's ``special.log_ndtr`` on duals and arrays.
 
-    Exp(-x^2/2 - log_ndtr(x)) / sqrt(2 pi): accurate deep in the left tail.
+    D/dx = exp(-x^2/2 - log_ndtr(x)) / sqrt(2 pi); for x < 0 sqrt(2/pi) / erfcx(-x/sqrt(2)).
     """
 
 def log_softmax(x: Array, axis: Any = ...) -> Any:
     """SciPy's ``special.log_softmax`` on duals and arrays.
 
-    T - sum(softmax(x) t): no overflow.
+    Tangent t - sum(softmax(x) t): no overflow.
     """
 
 def logit(x: Array, /) -> Any:
     """SciPy's ``special.logit`` on duals and arrays.
 
-    1 / (x (1 - x)).
+    D/dx = 1 / (x (1 - x)).
     """
 
 def logsumexp(a: Array, axis: Any = ..., b: Array = ..., keepdims: Any = ..., return_sign: Any = ...) -> Any:
-    """SciPy's ``logsumexp`` on duals and arrays. tangent through the weights exp(a - logsumexp(a)): no overflow; 0 where the result is infinite"""
+    """``log(sum(b * exp(a)))`` over ``axis``, computed stably (SciPy's signature and meaning)."""
 
 def ndtr(x: Array, /) -> Any:
     """SciPy's ``special.ndtr`` on duals and arrays.
 
-    Exp(-x^2/2) / sqrt(2 pi).
+    D/dx = exp(-x^2/2) / sqrt(2 pi).
     """
 
 def ndtri(x: Array, /) -> Any:
     """SciPy's ``special.ndtri`` on duals and arrays.
 
-    Sqrt(2 pi) exp(y^2/2).
+    D/dx = sqrt(2 pi) exp(y^2/2), y = ndtri(x).
     """
 
 def polygamma(n: Array, x: Array) -> Any:
@@ -181,7 +181,7 @@ def polygamma(n: Array, x: Array) -> Any:
 def psi(x: Array, /) -> Any:
     """SciPy's ``special.psi`` on duals and arrays.
 
-    Alias of digamma.
+    Alias of digamma; d/dx = polygamma(1, x).
     """
 
 def rel_entr(x: Array, y: Array, /) -> Any:
@@ -193,13 +193,13 @@ def rel_entr(x: Array, y: Array, /) -> Any:
 def sinc(x: Array, /) -> Any:
     """SciPy's ``special.sinc`` on duals and arrays.
 
-    Sin(pi x)/(pi x); a series near 0, where sinc'(0) = 0.
+    D/dx = (cos(pi x) - sinc(x)) / x; a series near 0, where it is 0 at 0.
     """
 
 def softmax(x: Array, axis: Any = ...) -> Any:
     """SciPy's ``special.softmax`` on duals and arrays.
 
-    Y (t - sum(y t)): no overflow.
+    Tangent y (t - sum(y t)), y = softmax(x): no overflow.
     """
 
 def xlog1py(x: Array, y: Array, /) -> Any:

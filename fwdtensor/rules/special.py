@@ -16,9 +16,10 @@ Conventions (each also in the row's note):
   ``rel_entr``/``kl_div`` likewise at ``x = 0``. Outside the domain (``x < 0``): NaN.
 * ``sinc'(0) = 0``, ``i1'(0) = i1e'(0) = 1/2``; ``i0e' = i1e - sign(x) i0e`` (0 at 0, as
   ``sign`` gives).
-* ``logsumexp``, ``softmax``, ``log_softmax``: tangents through the softmax weights
-  ``exp(a - logsumexp(a))`` (never ``exp(a)``), so ``x = 1000`` neither overflows nor loses
-  digits; where the result is infinite the tangent is 0 (the value cannot move).
+* ``logsumexp``, ``softmax``, ``log_softmax``: tangents through the softmax weights, formed
+  from ``exp(a - max a)`` (never ``exp(a)``, nor ``exp(a - logsumexp(a))``, which rounds
+  ``a`` against the result), so ``x = 1000`` neither overflows nor loses digits; where the
+  result is infinite the tangent is 0 (the value cannot move).
 * Integer orders (``polygamma``'s ``n``) are not differentiated: a tangent there raises.
 """
 
@@ -304,7 +305,7 @@ _LOGSUMEXP = custom(
     f=_lse_f,
     args=("a", "b"),
     params=("axis", "keepdims", "return_sign"),
-    note="tangent through the weights exp(a - logsumexp(a)): no overflow; 0 where the result is infinite",
+    note="tangent sum(e (da + db/b)) / sum(e), e = b exp(a - max a): no overflow; 0 where infinite",
     meta={"function": logsumexp, "reduction": True},
 )
 
@@ -312,19 +313,37 @@ _LOGSUMEXP = custom(
 _EXP_X2 = lambda xp, x, y: xp.exp(-x * x)  # noqa: E731  (shared by erf and erfc)
 
 RULES: tuple[Rule, ...] = (
-    unary("erf", lambda xp, x, y: _EXP_X2(xp, x, y) * _TWO_SQRT_PI, note="2/sqrt(pi) exp(-x^2)"),
-    unary("erfc", lambda xp, x, y: _EXP_X2(xp, x, y) * -_TWO_SQRT_PI, note="-2/sqrt(pi) exp(-x^2)"),
-    unary("erfcx", _d_erfcx, note="2 x erfcx(x) - 2/sqrt(pi); its asymptotic series for x > 50"),
-    unary("erfinv", lambda xp, x, y: xp.exp(y * y) * _SQRT_PI_2, domain="unit", note="sqrt(pi)/2 exp(y^2)"),
+    unary("erf", lambda xp, x, y: _EXP_X2(xp, x, y) * _TWO_SQRT_PI, note="d/dx = 2/sqrt(pi) exp(-x^2)"),
+    unary("erfc", lambda xp, x, y: _EXP_X2(xp, x, y) * -_TWO_SQRT_PI, note="d/dx = -2/sqrt(pi) exp(-x^2)"),
+    unary("erfcx", _d_erfcx, note="d/dx = 2 x erfcx(x) - 2/sqrt(pi); its asymptotic series for x > 50"),
     unary(
-        "erfcinv", lambda xp, x, y: xp.exp(y * y) * -_SQRT_PI_2, domain="erfc", note="-sqrt(pi)/2 exp(y^2)"
+        "erfinv",
+        lambda xp, x, y: xp.exp(y * y) * _SQRT_PI_2,
+        domain="unit",
+        note="d/dx = sqrt(pi)/2 exp(y^2), y = erfinv(x)",
     ),
-    unary("expit", _d_expit, note="exp(-|x|) / (1 + exp(-|x|))^2: accurate for large |x|"),
-    unary("logit", lambda xp, x, y: 1.0 / (x * (1.0 - x)), domain="prob", note="1 / (x (1 - x))"),
-    unary("log_expit", _d_log_expit, note="expit(-x), without the 1 - expit(x) cancellation"),
-    unary("gammaln", lambda xp, x, y: _sp(xp, "digamma")(x), domain="positive", note="digamma(x)"),
-    unary("digamma", lambda xp, x, y: _sp(xp, "polygamma")(1, x), domain="positive", note="polygamma(1, x)"),
-    unary("psi", lambda xp, x, y: _sp(xp, "polygamma")(1, x), domain="positive", note="alias of digamma"),
+    unary(
+        "erfcinv",
+        lambda xp, x, y: xp.exp(y * y) * -_SQRT_PI_2,
+        domain="erfc",
+        note="d/dx = -sqrt(pi)/2 exp(y^2), y = erfcinv(x)",
+    ),
+    unary("expit", _d_expit, note="d/dx = exp(-|x|) / (1 + exp(-|x|))^2: accurate for large |x|"),
+    unary("logit", lambda xp, x, y: 1.0 / (x * (1.0 - x)), domain="prob", note="d/dx = 1 / (x (1 - x))"),
+    unary("log_expit", _d_log_expit, note="d/dx = expit(-x), without the 1 - expit(x) cancellation"),
+    unary("gammaln", lambda xp, x, y: _sp(xp, "digamma")(x), domain="positive", note="d/dx = digamma(x)"),
+    unary(
+        "digamma",
+        lambda xp, x, y: _sp(xp, "polygamma")(1, x),
+        domain="positive",
+        note="d/dx = polygamma(1, x)",
+    ),
+    unary(
+        "psi",
+        lambda xp, x, y: _sp(xp, "polygamma")(1, x),
+        domain="positive",
+        note="alias of digamma; d/dx = polygamma(1, x)",
+    ),
     binary(
         "polygamma",
         None,
@@ -333,7 +352,7 @@ RULES: tuple[Rule, ...] = (
         domain="polygamma",
         note="d/dx = polygamma(n + 1, x); the order n is an integer constant: a tangent there raises",
     ),
-    unary("gamma", _d_gamma, domain="positive", note="gamma(x) digamma(x)"),
+    unary("gamma", _d_gamma, domain="positive", note="d/dx = gamma(x) digamma(x)"),
     binary(
         "xlogy",
         lambda xp, x, y, r: xp.log(y),
@@ -352,7 +371,7 @@ RULES: tuple[Rule, ...] = (
         "entr",
         lambda xp, x, y: -(xp.log(x) + 1.0),
         domain="positive",
-        note="entr'(0) = +inf (one-sided slope); NaN for x < 0",
+        note="d/dx = -(log(x) + 1); +inf at 0 (the one-sided slope); NaN for x < 0",
     ),
     binary(
         "rel_entr",
@@ -368,20 +387,23 @@ RULES: tuple[Rule, ...] = (
         domain="positive",
         note="d/dx = log(x/y), d/dy = 1 - x/y",
     ),
-    unary("ndtr", lambda xp, x, y: xp.exp(x * x * -0.5) / _SQRT_2PI, note="exp(-x^2/2) / sqrt(2 pi)"),
+    unary("ndtr", lambda xp, x, y: xp.exp(x * x * -0.5) / _SQRT_2PI, note="d/dx = exp(-x^2/2) / sqrt(2 pi)"),
     unary(
         "log_ndtr",
         _d_log_ndtr,
-        note="exp(-x^2/2 - log_ndtr(x)) / sqrt(2 pi); for x < 0 sqrt(2/pi) / erfcx(-x/sqrt(2)) (exact tail)",
+        note="d/dx = exp(-x^2/2 - log_ndtr(x)) / sqrt(2 pi); for x < 0 sqrt(2/pi) / erfcx(-x/sqrt(2))",
     ),
     unary(
-        "ndtri", lambda xp, x, y: xp.exp(y * y * 0.5) * _SQRT_2PI, domain="prob", note="sqrt(2 pi) exp(y^2/2)"
+        "ndtri",
+        lambda xp, x, y: xp.exp(y * y * 0.5) * _SQRT_2PI,
+        domain="prob",
+        note="d/dx = sqrt(2 pi) exp(y^2/2), y = ndtri(x)",
     ),
-    unary("i0", lambda xp, x, y: _sp(xp, "i1")(x), note="i1(x)"),
-    unary("i0e", lambda xp, x, y: _sp(xp, "i1e")(x) - xp.sign(x) * y, note="i1e(x) - sign(x) i0e(x)"),
-    unary("i1", _d_i1, note="i0(x) - i1(x)/x; 1/2 at 0"),
-    unary("i1e", _d_i1e, note="i0e(x) - i1e(x)/x - sign(x) i1e(x); 1/2 at 0"),
-    unary("sinc", _d_sinc, note="sin(pi x)/(pi x); a series near 0, where sinc'(0) = 0"),
+    unary("i0", lambda xp, x, y: _sp(xp, "i1")(x), note="d/dx = i1(x)"),
+    unary("i0e", lambda xp, x, y: _sp(xp, "i1e")(x) - xp.sign(x) * y, note="d/dx = i1e(x) - sign(x) i0e(x)"),
+    unary("i1", _d_i1, note="d/dx = i0(x) - i1(x)/x; 1/2 at 0"),
+    unary("i1e", _d_i1e, note="d/dx = i0e(x) - i1e(x)/x - sign(x) i1e(x); 1/2 at 0"),
+    unary("sinc", _d_sinc, note="d/dx = (cos(pi x) - sinc(x)) / x; a series near 0, where it is 0 at 0"),
     binary(
         "betaln",
         _d_betaln(0),
@@ -396,7 +418,7 @@ RULES: tuple[Rule, ...] = (
         _softmax_jvp,
         f=_softmax_f,
         params=("axis",),
-        note="y (t - sum(y t)): no overflow",
+        note="tangent y (t - sum(y t)), y = softmax(x): no overflow",
         meta={"reduction": True},
     ),
     custom(
@@ -404,7 +426,7 @@ RULES: tuple[Rule, ...] = (
         _log_softmax_jvp,
         f=_log_softmax_f,
         params=("axis",),
-        note="t - sum(softmax(x) t): no overflow",
+        note="tangent t - sum(softmax(x) t): no overflow",
         meta={"reduction": True},
     ),
 )
