@@ -121,7 +121,7 @@ def coverage_markdown() -> str:
             lines.append(f"| `{_full(prefix, name)}` | {label} | {_cell(note)} |")
     for ext in OWN_EXTENSIONS:
         own = sorted((r for r in _tables()[0].values() if r.name.startswith(ext + ".")), key=lambda r: r.name)
-        lines += ["", f"## `{ext}` extension (fwdtensor's, with SciPy's names; see special-functions.md)", ""]
+        lines += ["", f"## `{ext}` extension (fwdtensor's own, SciPy's names)", ""]
         lines += [f"{len(own)} functions.", "", "| function | status | note |", "|---|---|---|"]
         lines += [f"| `{r.name}` | {STATUS[r.kind]} | {_cell(r.note)} |" for r in own]
     return "\n".join(lines) + "\n"
