@@ -193,6 +193,29 @@ def test_logsumexp(axis, keepdims, dtype, backend):
     assert_close(out.tangent, ref, dtype, "logsumexp with b")
 
 
+def test_logsumexp_broadcast_weights_and_nesting(backend):
+    rng = np.random.default_rng(seed("lse-broadcast"))
+    a, b = rng.uniform(-2, 2, (4,)), rng.uniform(0.5, 2, (3, 1))
+    va, vb = rng.uniform(-1, 1, (3, 4)), rng.uniform(-1, 1, (3, 3, 1))
+    da = ft.DualTensor(backend.asarray(a), backend.asarray(va), batched=True)
+    db = ft.DualTensor(backend.asarray(b), backend.asarray(vb), batched=True)
+    out = ft.special.logsumexp(da, axis=-1, b=db)
+    assert tuple(out.shape) == (3,)
+    for k in range(3):
+        ref = central_difference(lambda x, w: sp.logsumexp(x, axis=-1, b=w), [a, b], [va[k], vb[k]])
+        assert_close(to_numpy(out.tangent)[k], ref, "float64", "logsumexp broadcast b")
+    if backend.name == "numpy":  # second derivatives in a and b through the rule itself
+        x = np.concatenate([a, b[:, 0]])
+
+        def f(z):
+            return ft.special.logsumexp(z[:4], axis=-1, b=ft.reshape(z[4:], (3, 1)), keepdims=True)[:, 0]
+
+        h = to_numpy(ft.hessian(lambda z: ft.sum(f(z)))(x))
+        g = lambda z: to_numpy(ft.jacfwd(lambda y: ft.sum(f(y)))(z))  # noqa: E731
+        want = np.stack([central_difference(g, [x], [e], h=1e-4) for e in np.eye(7)], axis=1)
+        np.testing.assert_allclose(h, want, rtol=1e-7, atol=1e-9)
+
+
 def test_logsumexp_return_sign_and_negative_weights(backend):
     a = np.array([0.3, -0.2, 1.1])
     b = np.array([1.0, -4.0, 0.5])

@@ -206,31 +206,48 @@ def _reduced_shape(shape: tuple, axes: tuple) -> tuple:
 
 
 def _lse_parts(xp: Any, a: Any, b: Any, axis: Any) -> tuple[Any, Any, Any]:
-    """``log|s|`` with kept dims, the terms ``e = b exp(a - max a)`` and their sum ``s``."""
+    """``log|s|`` with kept dims, ``e = exp(a - max a)`` and ``s = sum(b e)``."""
     m = xp.max(a, axis=axis, keepdims=True)
     m = xp.where(xp.isfinite(_value(m)), m, 0.0)  # all -inf (or an inf): no shift
     e = xp.exp(a - m)  # a - max(a) is exact where it matters (nearby values)
-    if b is not None:
-        e = xp.multiply(b, e)
-    s = xp.sum(e, axis=axis, keepdims=True)
+    s = xp.sum(e if b is None else xp.multiply(b, e), axis=axis, keepdims=True)
     return xp.add(xp.log(xp.abs(s)), m), e, s
 
 
-def _lse_f(
-    xp: Any, a: Any, b: Any = None, *, axis: Any = None, keepdims: bool = False, return_sign: bool = False
-) -> Any:
-    if b is not None:
-        b = _as_array(xp, b, a)
-    out, _, s = _lse_parts(xp, a, b, axis)
+def _lse_out(xp: Any, out: Any, s: Any, shape: tuple, b: Any, keepdims: bool, return_sign: bool) -> Any:
+    """The result SciPy returns from ``log|s|`` with kept dims: reshaped, signed or NaN."""
     sign = xp.sign(s)
     if not keepdims:
-        shape = _reduced_shape(tuple(a.shape), _axes(axis, a.ndim))
         out, sign = xp.reshape(out, shape), xp.reshape(sign, shape)
     if return_sign:
         return out, sign
     if b is not None:  # a negative sum has no real logarithm (SciPy: NaN)
         out = xp.where(_value(sign) < 0, math.nan, out)
     return out
+
+
+def _lse_broadcast(xp: Any, a: Any, b: Any, ta: Any = None, tb: Any = None) -> tuple:
+    """``a`` and the weights ``b`` (and their tangents) broadcast to one shape, as SciPy does."""
+    if b is None:
+        return a, b, ta, tb
+    b = _as_array(xp, b, a)
+    if tuple(a.shape) == tuple(b.shape):
+        return a, b, ta, tb
+    a, b = xp.broadcast_arrays(a, b)
+    nd = a.ndim
+    ta, tb = (
+        None if t is None else xp.broadcast_to(align(xp, t, nd), (t.shape[0], *a.shape)) for t in (ta, tb)
+    )
+    return a, b, ta, tb
+
+
+def _lse_f(
+    xp: Any, a: Any, b: Any = None, *, axis: Any = None, keepdims: bool = False, return_sign: bool = False
+) -> Any:
+    a, b, _, _ = _lse_broadcast(xp, a, b)
+    out, _, s = _lse_parts(xp, a, b, axis)
+    shape = _reduced_shape(tuple(a.shape), _axes(axis, a.ndim))
+    return _lse_out(xp, out, s, shape, b, keepdims, return_sign)
 
 
 def _lse_jvp(
@@ -242,24 +259,24 @@ def _lse_jvp(
     keepdims: bool = False,
     return_sign: bool = False,
 ) -> tuple:
-    a, b = primals
-    ta, tb = tangents
-    if b is not None:
-        b = _as_array(xp, b, a)
+    a, b, ta, tb = _lse_broadcast(xp, *primals, *tangents)
     out_k, e, s = _lse_parts(xp, a, b, axis)
-    # d log|s| = ds / s = sum(e (da + db / b)) / s with e = b exp(a - max a): no overflow, and
-    # no rounding of log(s) in the weights (exp(a - logsumexp(a)) would lose |a| eps)
+    # d log|s| = ds / s = sum(e (b da + db)) / s with e = exp(a - max a): no overflow, and no
+    # rounding of log(s) in the weights (exp(a - logsumexp(a)) would lose |a| eps)
     nd = a.ndim
-    u = None if ta is None else xp.multiply(align(xp, ta, nd), e[None, ...])
+    u = None if ta is None else align(xp, ta, nd)
+    if u is not None and b is not None:
+        u = xp.multiply(u, b[None, ...] if b.ndim else b)
     if tb is not None:
-        v = xp.multiply(align(xp, tb, nd), xp.exp(a - (out_k - xp.log(xp.abs(s))))[None, ...])
-        u = v if u is None else xp.add(u, v)
+        tb = align(xp, tb, nd)
+        u = tb if u is None else xp.add(u, tb)
+    u = xp.multiply(u, e[None, ...])
     t = xp.sum(u, axis=shift_axes(None if axis is None else _axes(axis, nd), nd), keepdims=True)
     finite = xp.isfinite(_value(out_k))
     t = xp.where(finite[None, ...], xp.divide(t, xp.where(finite, s, 1.0)[None, ...]), 0.0)
-    out = _lse_f(xp, a, b, axis=axis, keepdims=keepdims, return_sign=return_sign)
-    shape = out[0].shape if return_sign else out.shape
-    t = xp.reshape(t, (t.shape[0], *shape))
+    shape = _reduced_shape(tuple(a.shape), _axes(axis, nd))
+    out = _lse_out(xp, out_k, s, shape, b, keepdims, return_sign)
+    t = xp.reshape(t, (t.shape[0], *(out_k.shape if keepdims else shape)))
     return out, ((t, None) if return_sign else t)
 
 
@@ -305,7 +322,7 @@ _LOGSUMEXP = custom(
     f=_lse_f,
     args=("a", "b"),
     params=("axis", "keepdims", "return_sign"),
-    note="tangent sum(e (da + db/b)) / sum(e), e = b exp(a - max a): no overflow; 0 where infinite",
+    note="tangent sum(e (b da + db)) / sum(b e), e = exp(a - max a): no overflow; 0 where infinite",
     meta={"function": logsumexp, "reduction": True},
 )
 
