@@ -2,8 +2,9 @@
 that knows where each library keeps them.
 
 NumPy: ``scipy.special``; CuPy: ``cupyx.scipy.special``; PyTorch: ``torch.special``; JAX:
-``jax.scipy.special``; Dask: ``scipy.special`` block by block (every function here that the
-table marks elementwise); array-api-strict: ``scipy.special`` on the NumPy array it wraps, the
+``jax.scipy.special``; Dask: ``scipy.special`` block by block (the rules ask this helper for
+elementwise functions only; ``logsumexp`` and the softmaxes are written with the standard's
+functions); array-api-strict: ``scipy.special`` on the NumPy array it wraps, the
 result wrapped again on the same (simulated) device. Where a library lacks a function, a few
 are composed from the standard and other special functions (``_COMPOSED``); otherwise the
 error names the function and the backend. Nested derivatives pass fwdtensor's own namespace,
@@ -25,8 +26,6 @@ _ALIASES: dict[str, dict[str, str]] = {
     "torch": {"psi": "digamma"},
     "jax": {"psi": "digamma"},
 }
-# Functions that are not elementwise (Dask cannot map them block by block).
-_NOT_ELEMENTWISE = frozenset({"logsumexp", "softmax", "log_softmax"})
 
 _CACHE: dict[tuple[ModuleType, str], Callable] = {}
 
@@ -62,7 +61,7 @@ def _native(xp: ModuleType, lib: str, name: str) -> Callable | None:
         return None if fn is None else _on_wrapped_numpy(fn)
     if lib == "dask":
         fn = getattr(_scipy_special(name), name, None)
-        if fn is None or name in _NOT_ELEMENTWISE:
+        if fn is None:
             return None
         import dask.array as da
 

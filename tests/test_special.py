@@ -406,6 +406,28 @@ def test_second_derivative_through_nesting(name, d2):
     np.testing.assert_allclose(to_numpy(got), want, rtol=1e-7, atol=1e-10, err_msg=name)
 
 
+@pytest.mark.parametrize("rule", ELEMENTWISE, ids=lambda r: NAME[r.name])
+def test_second_derivative_of_every_row(rule):
+    # the derivative rows compute with the namespace they get, so nesting differentiates them
+    rng = np.random.default_rng(seed("second", rule.name))
+    xs, vs = _inputs(rule, [(4,)] * len(rule.args), rng)
+    fn = getattr(ft.special, NAME[rule.name])
+    if rule.args[0] == "n":
+        n = int(xs[0][0])
+        f, x0, v0 = (lambda z: fn(n, z)), xs[1], vs[1]
+    elif len(rule.args) == 2:  # along the direction (v1, v2) in both operands at once
+        f, x0, v0 = (lambda z: fn(z[0], z[1])), np.stack(xs), np.stack(vs)
+    else:
+        f, x0, v0 = fn, xs[0], vs[0]
+
+    def first(z):
+        return ft.jvp(f, (z,), (v0,))[1]
+
+    got = to_numpy(ft.jvp(first, (x0,), (v0,))[1])
+    want = central_difference(lambda z: to_numpy(first(z)), [x0], [v0], h=1e-4)
+    np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-8, err_msg=rule.name)
+
+
 def test_hessians_of_reductions_and_binary_rows():
     rng = np.random.default_rng(seed("hessian"))
     x = rng.uniform(0.5, 2.0, 4)
