@@ -131,8 +131,8 @@ def test_batched_equals_stacked_single(rule, backend):
 @pytest.mark.parametrize("rule", BINARY, ids=lambda r: NAME[r.name])
 @pytest.mark.parametrize("shapes", [((3, 1), (4,)), ((), (2, 3)), ((2, 3), ())], ids=str)
 def test_binary_broadcasting(rule, shapes, backend):
-    if rule.args[0] == "n" and shapes[0] != ():
-        pytest.skip("polygamma's order is one integer here (torch takes a Python int)")
+    if rule.args[0] == "n" and shapes[0] != () and backend.name == "torch":
+        pytest.skip("torch.special.polygamma takes its order as one Python int, not an array to broadcast")
     rng = np.random.default_rng(seed("broadcast", rule.name, shapes))
     xs, vs = _inputs(rule, list(shapes), rng)
     out = getattr(ft.special, NAME[rule.name])(*operands(backend, rule, xs, vs, "float64"))
