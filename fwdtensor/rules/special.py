@@ -32,7 +32,7 @@ from typing import Any
 import array_api_compat
 
 from .. import _core, _errors
-from .._core import DualTensor, _times
+from .._core import DualTensor
 from .._special_backend import special_function
 from .._tangent import align, shift_axes
 from ._forms import Rule, custom
@@ -61,6 +61,11 @@ def _as_array(xp: Any, s: Any, like: Any) -> Any:
 
 
 # ------------------------------------------------------------------ row constructors
+def _times(xp: Any, t: Any, d: Any) -> Any:
+    """The tangent ``t`` (batch axis first) times the partial derivative ``d`` (an array)."""
+    return xp.multiply(t, d[None, ...])
+
+
 def _primal(name: str) -> Callable:
     return lambda xp, *a: _sp(xp, name)(*a)
 
