@@ -38,3 +38,13 @@ del _fn
 
 globals().update(_functions)
 __all__ = sorted(_functions)
+
+
+def __getattr__(name: str) -> object:
+    """Name what exists when a function is missing (SciPy's lookup still sees an AttributeError)."""
+    if name.startswith("__"):
+        raise AttributeError(name)
+    raise AttributeError(
+        f"fwdtensor.special has no function {name!r}; it has: {', '.join(__all__)}. "
+        "Compose it from these and the namespace's functions, or use ft.custom_jvp to give its derivative"
+    )

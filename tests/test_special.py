@@ -464,6 +464,12 @@ def test_plain_inputs_and_results():
     assert x.tolist() == [0.2, 0.7]  # the caller's data is never written
 
 
+def test_missing_function_names_what_exists():
+    with pytest.raises(AttributeError, match="no function 'gammainc'.*erf"):
+        ft.special.gammainc  # noqa: B018
+    assert getattr(ft.special, "gammainc", None) is None  # SciPy's lookup falls back cleanly
+
+
 def test_unknown_backend_names_function_and_backend():
     import types
 
