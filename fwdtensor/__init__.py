@@ -20,8 +20,8 @@ from ._custom import custom_jvp
 from ._debug import debug_nans, set_debug_nans
 from ._errors import (
     BackendMismatchError,
-    DerivativeLostError,
     DebugNaNError,
+    DerivativeLostError,
     FwdTensorError,
     NotDifferentiableError,
     ResultTooLargeError,
@@ -67,7 +67,7 @@ if TYPE_CHECKING:  # IDEs and type checkers see the generated names through the 
 _core.FT = sys.modules[__name__]
 _debug._init_from_env()
 
-from . import fft, linalg  # noqa: E402  (the extensions need the namespace above)
+from . import fft, linalg, special  # noqa: E402  (the extensions need the namespace above)
 from ._distributed import DistributedError, distributed_jacfwd  # noqa: E402
 
 __all__ = [
@@ -98,6 +98,7 @@ __all__ = [
     "asarray",
     "linalg",
     "fft",
+    "special",
     "FwdTensorError",
     "TangentError",
     "BackendMismatchError",

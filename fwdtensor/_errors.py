@@ -146,3 +146,18 @@ def debug_nan(name: str, level: int | None) -> DebugNaNError:
         f"debug_nans: {name} produced a NaN in {where} from NaN-free inputs; check its domain "
         "there (the traceback shows the call), or switch the check off with ft.set_debug_nans(False)"
     )
+
+
+def missing_special(name: str, library: str) -> NotDifferentiableError:
+    return NotDifferentiableError(
+        f"ft.special.{name}: the backend {library} has no special function {name!r} (fwdtensor looks "
+        "in scipy.special for NumPy, Dask and array-api-strict, cupyx.scipy.special for CuPy, "
+        "torch.special for PyTorch, jax.scipy.special for JAX); convert the arrays to one of those"
+    )
+
+
+def integer_argument(function: str, arg: str) -> NotDifferentiableError:
+    return NotDifferentiableError(
+        f"{function}: the argument {arg!r} is an integer order and cannot be differentiated; "
+        f"pass a constant (an integer, or an array without tangent) for {arg!r}"
+    )

@@ -444,6 +444,8 @@ def _only_with_batch_axis(**options: Any) -> None:
                 f"batch_axis cannot be combined with {name}={value!r}: per-sample Jacobians are dense "
                 f"blocks computed in this process; drop {name}, or drop batch_axis for the full Jacobian"
             )
+
+
 def _check_combination(sparsity: Any, executor: Any, holomorphic: bool) -> None:
     """Options of ``jacfwd`` that cannot work together are refused by name, never dropped."""
     if sparsity is not None and executor is not None:

@@ -21,6 +21,8 @@ ROOT = Path(__file__).resolve().parent.parent
 API_VERSION = "2025.12"
 LINE = 110  # ruff's line length (pyproject.toml): the stubs are generated already formatted
 EXTENSIONS = ("linalg", "fft")
+# fwdtensor's extensions outside the standard (SciPy's names): listed from their rules
+OWN_EXTENSIONS = ("special",)
 STATUS = {"diff": "differentiable", "zero": "zero derivative", "nondiff": "no tangent"}
 # parameters that take arrays (or duals) in the standard's signatures
 ARRAY_PARAMS = frozenset(("x", "x1", "x2", "obj", "arrays", "a", "b", "condition", "indices", "x_", "from_"))
@@ -117,6 +119,11 @@ def coverage_markdown() -> str:
         for name, st, note in table:
             label = f"**{st}**" if st in ("missing", "unsupported") else st
             lines.append(f"| `{_full(prefix, name)}` | {label} | {_cell(note)} |")
+    for ext in OWN_EXTENSIONS:
+        own = sorted((r for r in _tables()[0].values() if r.name.startswith(ext + ".")), key=lambda r: r.name)
+        lines += ["", f"## `{ext}` extension (fwdtensor's own, SciPy's names)", ""]
+        lines += [f"{len(own)} functions.", "", "| function | status | note |", "|---|---|---|"]
+        lines += [f"| `{r.name}` | {STATUS[r.kind]} | {_cell(r.note)} |" for r in own]
     return "\n".join(lines) + "\n"
 
 
@@ -148,7 +155,7 @@ def _params(sig: inspect.Signature, arrays: frozenset) -> list[str]:
 def _signature(prefix: str, name: str, fn: Any) -> list[str]:
     rule = getattr(fn, "rule", None)
     arrays = ARRAY_PARAMS | frozenset(a.lstrip("*") for a in getattr(rule, "args", ()))
-    if rule is not None and "function" in rule.meta:  # written by hand: its own signature
+    if rule is not None and ("function" in rule.meta or "__signature__" in vars(fn)):  # its own signature
         return _params(inspect.signature(fn), arrays)
     std = getattr(_standard_module(prefix), name, None)
     if std is not None:
@@ -168,7 +175,8 @@ def _def(name: str, params: list[str]) -> list[str]:
 def _docstring(fn: Any) -> list[str]:
     rule = getattr(fn, "rule", None)
     if rule is not None and "function" not in rule.meta:
-        summary, note = f"Array API ``{rule.name}`` on duals and arrays.", rule.note
+        what = "SciPy's" if rule.name.partition(".")[0] in OWN_EXTENSIONS else "Array API"
+        summary, note = f"{what} ``{rule.name}`` on duals and arrays.", rule.note
     else:
         summary, note = ((fn.__doc__ or "").strip().splitlines() or ["..."])[0], ""
     if not note:
@@ -210,7 +218,7 @@ def outputs() -> dict[Path, str]:
     """Every generated file and its current text."""
     out = {ROOT / "docs" / "coverage.md": coverage_markdown()}
     out[ROOT / "fwdtensor" / "_namespace_functions.pyi"] = stub_text("")
-    for ext in EXTENSIONS:
+    for ext in (*EXTENSIONS, *OWN_EXTENSIONS):
         out[ROOT / "fwdtensor" / f"{ext}.pyi"] = stub_text(ext)
     return out
 

@@ -17,6 +17,7 @@ from . import (
     manipulation,
     searching,
     sorting,
+    special,
     statistical,
     unsupported,
 )
@@ -34,6 +35,7 @@ ALL_RULES: tuple[Rule, ...] = (
     *data_types.RULES,
     *linalg.RULES,
     *fft.RULES,
+    *special.RULES,
 )
 
 # Names of the standard deliberately without a rule, each with its reason.
