@@ -14,6 +14,10 @@ the exact derivative of the numerical solution on that step sequence
 ``atol`` shrink, but the tangents themselves are not error-controlled. Tighten the
 tolerances when sensitivities matter more than values.
 
+The ends of ``t_span`` and the points of ``t_eval`` may be duals as well: the solver runs on
+their primal values and adds ``f(tau, y(tau)) * dtau`` at each output time ``tau``, and
+moves the initial state along ``-f(t0, y0) * dt0`` for a dual start time.
+
 The solution is stored with time first: ``Solution.y.shape == (len(t), *y0.shape)``,
 the time x output layout of ``fwdtensor.sensitivity`` (SciPy's ``solve_ivp`` puts time last).
 """
@@ -308,7 +312,7 @@ def solve(
     Args:
         fun: the right-hand side; receives ``t`` as a Python float and ``y`` of ``y0``'s
             shape (a dual when differentiating) and returns an array of the same shape.
-        t_span: ``(t0, t1)`` with ``t0 < t1``.
+        t_span: ``(t0, t1)`` with ``t0 < t1``; either end may be a dual (a derivative in time).
         y0: the initial state, an array of any shape (or a dual).
         args: extra arguments for ``fun``; duals among them are differentiated.
         method: ``"RK45"`` (adaptive Dormand-Prince 5(4)) or ``"RK4"`` (classical
@@ -317,7 +321,7 @@ def solve(
             steps with the fourth-order continuous extension of Dormand-Prince (so
             ``t_eval`` does not change the steps); RK4 splits each interval
             between consecutive times into equal steps of at most ``step``. ``None``
-            stores every step.
+            stores every step. A dual ``t_eval`` differentiates with respect to the times.
         step: RK4's step size (required, positive).
         rtol: RK45's relative tolerance on the local error.
         atol: RK45's absolute tolerance on the local error.
