@@ -33,13 +33,14 @@ import array_api_compat
 
 import fwdtensor as ft
 
-from . import _backend, _core, _errors, _tree
-from ._core import DualTensor
+from .. import _backend, _core, _errors, _tree
+from .._core import DualTensor
 
 __all__ = ["solve", "Solution", "METHODS"]
 
-METHODS = ("RK45", "RK4")
-STIFF_METHODS = ("Rodas4", "BDF")
+METHODS = ("RK45", "RK4", "Rodas4", "auto")
+STIFF_METHODS = ("Rodas4",)
+_CANONICAL = {m.upper(): m for m in METHODS}
 
 # Dormand-Prince 5(4) tableau (Dormand & Prince 1980): nodes, stage weights, the
 # fifth-order solution weights (the last stage is "first same as last": f(t + h, y_new)).
@@ -87,6 +88,8 @@ class Solution:
     nfev: int
     nsteps: int
     nrejected: int
+    njev: int = 0
+    nlu: int = 0
 
 
 # ------------------------------------------------------------------ helpers
@@ -306,6 +309,8 @@ def solve(
     first_step: float | None = None,
     max_step: float = math.inf,
     max_steps: int = 100_000,
+    jac: Callable | None = None,
+    jac_sparsity: Any = None,
 ) -> Solution:
     """Integrate ``dy/dt = fun(t, y, *args)`` from ``t_span[0]`` to ``t_span[1]``.
 
@@ -342,8 +347,8 @@ def solve(
     """
     if not callable(fun):
         raise TypeError(f"fun must be callable, got {type(fun).__name__}")
-    m = str(method).upper()
-    if m not in METHODS:
+    m = _CANONICAL.get(str(method).upper())
+    if m is None:
         raise ValueError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
     try:
         (t0, off0), (t1, off1) = (_time_offset(t) for t in t_span)
@@ -362,7 +367,13 @@ def solve(
     if off0 is not None:  # a later start reaches the same states from y0 - dt0 * f(t0, y0)
         f0 = _checked_call(fun, t0, y0, args, tuple(y0.shape))
         y0 = ft.subtract(y0, ft.multiply(f0, ft.astype(off0, _innermost(f0).dtype)))
-    sol = _solve_primal_times(fun, m, t0, t1, y0, args, ts, step, rtol, atol, first_step, max_step, max_steps)
+    if m in ("RK45", "RK4") and (jac is not None or jac_sparsity is not None):
+        raise ValueError(f"jac and jac_sparsity are for the stiff methods ({', '.join(STIFF_METHODS)}, 'auto')")
+    if jac is not None and not callable(jac):
+        raise TypeError(f"jac must be a function jac(t, y, *args) -> (n, n) matrix, got {type(jac).__name__}")
+    sol = _solve_primal_times(
+        fun, m, t0, t1, y0, args, ts, step, rtol, atol, first_step, max_step, max_steps, (jac, jac_sparsity)
+    )
     if off0 is None and off1 is None and eval_offsets is None:
         return sol
     n = sol.y.shape[0]
@@ -400,8 +411,17 @@ def _solve_primal_times(
     first_step: Any,
     max_step: float,
     max_steps: int,
+    jacobian: tuple = (None, None),
 ) -> Solution:
     """Run the chosen method between primal times (the options are checked here)."""
+    if m in STIFF_METHODS or m == "auto":
+        if step is not None:
+            raise ValueError(f"step is the fixed step of method='RK4'; {m} chooses its own")
+        rtol, atol = _positive("rtol", rtol), _positive("atol", atol)
+        max_step = _positive("max_step", max_step, allow_inf=True)
+        if first_step is not None:
+            first_step = min(_positive("first_step", first_step), t1 - t0)
+        return _stiff(fun, m, t0, t1, y0, args, ts, rtol, atol, first_step, max_step, max_steps, jacobian)
     if m == "RK4":
         if step is None:
             raise ValueError("method='RK4' needs a fixed step size: pass step=h with h > 0")
@@ -553,9 +573,11 @@ def _rk45(
     first_step: float | None,
     max_step: float,
     max_steps: int,
-) -> Solution:
+    detect_stiff: bool = False,
+) -> Any:
     shape = tuple(y0.shape)
     f0 = _checked_call(fun, t0, y0, args, shape)
+    stiff_run = nonstiff_run = 0
     nfev = 1
     h = first_step
     if h is None:
@@ -618,7 +640,92 @@ def _rk45(
                 s = (te - t) / h
                 t_out.append(te)
                 y_out.append(y_new if s >= 1.0 else _dense(y, y_new, ks, h, s))
+        if detect_stiff:  # Hairer's test (DOPRI5): h * |lambda| near the stability boundary 3.25
+            if _h_lambda(y, y_new, ks, h) > 3.25:
+                stiff_run, nonstiff_run = stiff_run + 1, 0
+                if stiff_run >= 15:
+                    return _Switch(t_new, y_new, t_out, y_out, pending, nfev, nsteps, nrej)
+            else:
+                nonstiff_run += 1
+                if nonstiff_run >= 6:
+                    stiff_run = 0
         factor = _MAX_FACTOR if en == 0 else min(_MAX_FACTOR, _SAFETY * en**-0.2)
         h *= min(factor, 1.0) if rejected else factor  # no growth right after a rejection
         t, y, f0 = t_new, y_new, ks[-1]
     return _finish(t_out, y_out, "RK45", nfev, nsteps, nrej)
+
+
+@dataclass
+class _Switch:
+    """Where ``method='auto'`` leaves RK45 for the stiff method, with what it stored so far."""
+
+    t: float
+    y: Any
+    t_out: list
+    y_out: list
+    pending: list | None
+    nfev: int
+    nsteps: int
+    nrejected: int
+
+
+def _h_lambda(y: Any, y_new: Any, ks: list, h: float) -> float:
+    """``h`` times an estimate of the dominant eigenvalue's size, from the last two stages."""
+    yp = _innermost(y)
+    xp = _backend.namespace_of(yp)
+    y6 = yp
+    for a, k in zip(_A[5], ks):
+        y6 = y6 + _innermost(k) * (h * a)
+    num = xp.sum((_innermost(ks[6]) - _innermost(ks[5])) ** 2)
+    den = xp.sum((_innermost(y_new) - y6) ** 2)
+    d = float(den)
+    return 0.0 if d <= 0.0 else h * math.sqrt(float(num) / d)
+
+
+# ------------------------------------------------------------------ stiff
+def _stiff(
+    fun: Callable,
+    m: str,
+    t0: float,
+    t1: float,
+    y0: Any,
+    args: tuple,
+    ts: Any,
+    rtol: float,
+    atol: float,
+    first_step: float | None,
+    max_step: float,
+    max_steps: int,
+    jacobian: tuple,
+) -> Solution:
+    """The implicit methods on the flattened state; ``auto`` starts with RK45 and switches."""
+    from . import _implicit, _rosenbrock
+
+    shape = tuple(y0.shape)
+    n = math.prod(shape)
+    prob = _implicit.FlatProblem(fun, args, shape, jacobian[0], jacobian[1])
+    t_out: list[float] = []
+    y_out: list = []
+
+    def out(t: float, y: Any) -> None:
+        t_out.append(t)
+        y_out.append(ft.reshape(y, shape) if shape != (n,) else y)
+
+    nsteps = nrej = 0
+    start, y_start, pending, used = t0, y0, ts, m
+    if m == "auto":
+        switch = _rk45(fun, t0, t1, y0, args, ts, rtol, atol, first_step, max_step, max_steps, detect_stiff=True)
+        if isinstance(switch, Solution):
+            return Solution(switch.t, switch.y, "auto(RK45)", switch.nfev, switch.nsteps, switch.nrejected)
+        t_out, y_out = switch.t_out, switch.y_out
+        start, y_start, pending = switch.t, switch.y, switch.pending
+        nsteps, nrej, prob.nfev = switch.nsteps, switch.nrejected, switch.nfev
+        first_step, used = None, "auto(RK45->Rodas4)"
+    yf = ft.reshape(y_start, (n,)) if shape != (n,) else y_start
+    if pending is None and t_out:  # the switch point is stored already
+        t_out.pop(), y_out.pop()
+    s, r = _rosenbrock.integrate(
+        prob, start, t1, yf, pending, rtol, atol, first_step, max_step, max_steps - nsteps - nrej, out
+    )
+    sol = _finish(t_out, y_out, used, prob.nfev, nsteps + s, nrej + r)
+    return Solution(sol.t, sol.y, sol.method, sol.nfev, sol.nsteps, sol.nrejected, prob.njev, prob.nlu)

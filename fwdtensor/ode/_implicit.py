@@ -1,0 +1,120 @@
+"""Pieces shared by the stiff solvers: the right-hand side on a flat state, its Jacobian
+(forward mode, a user's ``jac``, or a sparse colouring), its time derivative, and a
+factorised iteration matrix whose solves carry tangents.
+
+The stiff solvers work on the state flattened to ``(n,)`` so that the Jacobian is an
+``(n, n)`` matrix; the user's ``fun`` still sees the state's own shape.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+import array_api_compat
+
+import fwdtensor as ft
+
+from .. import _backend, _core
+from .._core import DualTensor
+
+_innermost = _core.innermost
+
+
+class FlatProblem:
+    """``fun`` on a flat state ``(n,)``, with counters of its evaluations and Jacobians."""
+
+    def __init__(self, fun: Callable, args: tuple, shape: tuple, jac: Callable | None, sparsity: Any) -> None:
+        self.fun, self.args, self.shape = fun, args, shape
+        self.n = math.prod(shape)
+        self.jac, self.sparsity = jac, sparsity
+        self.nfev = 0
+        self.njev = 0
+        self.nlu = 0
+        self._time_ad = True  # differentiate fun in t by forward mode until that fails
+
+    def __call__(self, t: Any, y: Any) -> Any:
+        self.nfev += 1
+        k = self.fun(t, ft.reshape(y, self.shape) if self.shape != (self.n,) else y, *self.args)
+        if type(k) is not DualTensor and not _backend.is_array(k):
+            raise TypeError(
+                f"fun must return an array of the state's shape {self.shape}, got {type(k).__name__}"
+            )
+        if tuple(k.shape) != self.shape:
+            raise ValueError(f"fun returned shape {tuple(k.shape)} at t={t} but the state has shape {self.shape}")
+        return ft.reshape(k, (self.n,)) if self.shape != (self.n,) else k
+
+    def jacobian(self, t: float, y: Any) -> Any:
+        """``d fun / d y`` at ``(t, y)`` as an ``(n, n)`` matrix (a dual when y or args are)."""
+        self.njev += 1
+        n = self.n
+        if self.jac is not None:
+            J = self.jac(t, ft.reshape(y, self.shape), *self.args)
+            if tuple(J.shape) not in ((n, n), (*self.shape, *self.shape)):
+                raise ValueError(f"jac returned shape {tuple(J.shape)}; expected ({n}, {n})")
+            return ft.reshape(J, (n, n))
+        if self.sparsity is not None:
+            J = ft.sparse_jacfwd(lambda z: self(t, z), sparsity=self.sparsity)(y)
+            return _densify(J, y)
+        return ft.jacfwd(lambda z: self(t, z))(y)
+
+    def time_derivative(self, t: float, y: Any, f0: Any) -> Any:
+        """``d fun / d t`` at ``(t, y)``: forward mode in ``t``, or a forward difference where
+        ``fun`` cannot take a dual time (it calls ``math`` on it, say)."""
+        if self._time_ad:
+            try:
+                self.nfev += 1
+                return ft.derivative(lambda s: self(s, y))(t)
+            except Exception:  # noqa: BLE001 - fun refuses a dual time: difference it instead
+                self._time_ad = False
+        dt = math.sqrt(2.2e-16 * max(1e-5, abs(t)))
+        return ft.divide(ft.subtract(self(t + dt, y), f0), dt)
+
+
+def _densify(J: Any, like: Any) -> Any:
+    """A sparse Jacobian from ``sparse_jacfwd`` as a dense backend matrix (small systems)."""
+    if hasattr(J, "toarray"):
+        inner = _innermost(like)
+        xp = _backend.namespace_of(inner)
+        return xp.asarray(J.toarray(), dtype=inner.dtype, device=array_api_compat.device(inner))
+    return J
+
+
+def eye_like(y: Any, n: int) -> Any:
+    inner = _innermost(y)
+    xp = _backend.namespace_of(inner)
+    return xp.eye(n, dtype=inner.dtype, device=array_api_compat.device(inner))
+
+
+class Factored:
+    """``M = c I - J`` factorised once (``ft.linalg.lu_factor``); ``solve`` carries tangents.
+
+    When ``J`` is a dual the factor is too, and every solve pushes the tangents of ``J`` and
+    of the right-hand side through the same factorisation (the implicit function theorem
+    for the linear stage equations).
+    """
+
+    def __init__(self, J: Any, c: float, eye: Any, problem: FlatProblem) -> None:
+        self.c = c
+        self.lu = ft.linalg.lu_factor(ft.subtract(eye * c, J))
+        problem.nlu += 1
+
+    def solve(self, b: Any) -> Any:
+        return ft.linalg.lu_solve(self.lu, b)
+
+
+def scaled_rms(xp: Any, e: Any, y: Any, y_new: Any, rtol: float, atol: float) -> float:
+    """RMS of ``e / (atol + rtol * max(|y|, |y_new|))`` on primal values, as a Python float."""
+    scale = xp.maximum(xp.abs(_innermost(y)), xp.abs(_innermost(y_new))) * rtol + atol
+    r = _innermost(e) / scale
+    return float(xp.sqrt(xp.mean(r * r)))
+
+
+def all_finite(*arrays: Any) -> bool:
+    for a in arrays:
+        inner = _innermost(a)
+        xp = _backend.namespace_of(inner)
+        if not bool(xp.all(xp.isfinite(inner))):
+            return False
+    return True
