@@ -368,7 +368,9 @@ def solve(
         f0 = _checked_call(fun, t0, y0, args, tuple(y0.shape))
         y0 = ft.subtract(y0, ft.multiply(f0, ft.astype(off0, _innermost(f0).dtype)))
     if m in ("RK45", "RK4") and (jac is not None or jac_sparsity is not None):
-        raise ValueError(f"jac and jac_sparsity are for the stiff methods ({', '.join(STIFF_METHODS)}, 'auto')")
+        raise ValueError(
+            f"jac and jac_sparsity are for the stiff methods ({', '.join(STIFF_METHODS)}, 'auto')"
+        )
     if jac is not None and not callable(jac):
         raise TypeError(f"jac must be a function jac(t, y, *args) -> (n, n) matrix, got {type(jac).__name__}")
     sol = _solve_primal_times(
@@ -714,7 +716,9 @@ def _stiff(
     nsteps = nrej = 0
     start, y_start, pending, used = t0, y0, ts, m
     if m == "auto":
-        switch = _rk45(fun, t0, t1, y0, args, ts, rtol, atol, first_step, max_step, max_steps, detect_stiff=True)
+        switch = _rk45(
+            fun, t0, t1, y0, args, ts, rtol, atol, first_step, max_step, max_steps, detect_stiff=True
+        )
         if isinstance(switch, Solution):
             return Solution(switch.t, switch.y, "auto(RK45)", switch.nfev, switch.nsteps, switch.nrejected)
         t_out, y_out = switch.t_out, switch.y_out

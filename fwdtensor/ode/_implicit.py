@@ -42,7 +42,9 @@ class FlatProblem:
                 f"fun must return an array of the state's shape {self.shape}, got {type(k).__name__}"
             )
         if tuple(k.shape) != self.shape:
-            raise ValueError(f"fun returned shape {tuple(k.shape)} at t={t} but the state has shape {self.shape}")
+            raise ValueError(
+                f"fun returned shape {tuple(k.shape)} at t={t} but the state has shape {self.shape}"
+            )
         return ft.reshape(k, (self.n,)) if self.shape != (self.n,) else k
 
     def jacobian(self, t: float, y: Any) -> Any:

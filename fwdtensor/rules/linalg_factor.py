@@ -31,6 +31,11 @@ from .._core import DualTensor
 from ._forms import Rule
 
 
+# Below this size NumPy matrices skip SciPy: its LAPACK calls cost about a millisecond each on
+# small matrices when the BLAS threads compete for cores, and elimination in NumPy is cheap.
+_SMALL = 24
+
+
 # ------------------------------------------------------------------ helpers
 def _is_dual(x: Any) -> bool:
     return type(x) is DualTensor
@@ -97,7 +102,7 @@ def _lu_factor_f(xp: Any, a: Any) -> tuple[Any, Any]:
         from .. import linalg
 
         return linalg.lu_factor(a)
-    if array_api_compat.is_numpy_namespace(xp) or array_api_compat.is_numpy_array(a):
+    if array_api_compat.is_numpy_array(a) and a.shape[0] > _SMALL:
         import scipy.linalg
 
         return scipy.linalg.lu_factor(a, check_finite=False)
@@ -118,7 +123,7 @@ def _lu_solve_f(xp: Any, lu: Any, piv: Any, b: Any) -> Any:
     if b.ndim not in (1, 2) or b.shape[0] != n:
         raise ValueError(f"lu_solve: b must have shape ({n},) or ({n}, k), got {tuple(b.shape)}")
     if not (_is_dual(lu) or _is_dual(b)):
-        if array_api_compat.is_numpy_array(lu) and array_api_compat.is_numpy_array(b):
+        if array_api_compat.is_numpy_array(lu) and array_api_compat.is_numpy_array(b) and n > _SMALL:
             import scipy.linalg
 
             return scipy.linalg.lu_solve((lu, piv), b, check_finite=False)
@@ -149,7 +154,7 @@ def _uncolumns(xp: Any, x: Any, shape: tuple) -> Any:
 def _tri_solve(xp: Any, m: Any, rhs: Any, *, lower: bool, trans: bool) -> Any:
     """Solve ``m x = rhs`` (or ``m^T x = rhs``) for a triangular ``m`` and a matrix ``rhs``."""
     if not (_is_dual(m) or _is_dual(rhs)):
-        if array_api_compat.is_numpy_array(m):
+        if array_api_compat.is_numpy_array(m) and m.shape[0] > _SMALL:
             import scipy.linalg
 
             return scipy.linalg.solve_triangular(
