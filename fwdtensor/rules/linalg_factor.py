@@ -30,7 +30,6 @@ from .. import _errors
 from .._core import DualTensor
 from ._forms import Rule
 
-
 # Below this size NumPy matrices skip SciPy: its LAPACK calls cost about a millisecond each on
 # small matrices when the BLAS threads compete for cores, and elimination in NumPy is cheap.
 _SMALL = 24
