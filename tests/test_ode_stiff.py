@@ -9,6 +9,7 @@ import zlib
 
 import numpy as np
 import pytest
+import scipy.linalg
 from scipy.integrate import solve_ivp
 
 import fwdtensor as ft
@@ -160,10 +161,8 @@ def test_tangents_converge_as_tolerances_shrink():
     T, k = 2.0, 1.3
     errs = []
     for rtol in (1e-3, 1e-5, 1e-7):
-        d = ft.derivative(lambda k: solve(f, (0.0, T), np.ones(2), args=(k,), method="Rodas4", rtol=rtol,
-                                          atol=rtol * 1e-2).y[-1])(k)  # fmt: skip
-        import scipy.linalg
-
+        d = ft.derivative(lambda k, r=rtol: solve(f, (0.0, T), np.ones(2), args=(k,), method="Rodas4", rtol=r,
+                                                  atol=r * 1e-2).y[-1])(k)  # fmt: skip
         exact = scipy.linalg.expm(A * k * T) @ (A * T) @ np.ones(2)
         errs.append(np.max(np.abs(to_numpy(d) - exact)))
     assert errs[-1] < 1e-4 and all(b < a for a, b in zip(errs, errs[1:])), errs
