@@ -32,6 +32,10 @@ class FlatProblem:
         self.nfev = 0
         self.njev = 0
         self.nlu = 0
+        self._t = 0.0  # the time the coloured Jacobian below is taken at
+        self._sparse = None
+        if sparsity is not None:  # colour once; every step then costs one pass of ncolors directions
+            self._sparse = ft.sparse_jacfwd(lambda z: self(self._t, z), sparsity, output="dense")
 
     def __call__(self, t: Any, y: Any) -> Any:
         self.nfev += 1
@@ -55,9 +59,9 @@ class FlatProblem:
             if tuple(J.shape) not in ((n, n), (*self.shape, *self.shape)):
                 raise ValueError(f"jac returned shape {tuple(J.shape)}; expected ({n}, {n})")
             return ft.reshape(J, (n, n))
-        if self.sparsity is not None:
-            J = ft.sparse_jacfwd(lambda z: self(t, z), sparsity=self.sparsity)(y)
-            return _densify(J, y)
+        if self._sparse is not None:
+            self._t = t
+            return ft.reshape(self._sparse(y), (n, n))
         return ft.jacfwd(lambda z: self(t, z))(y)
 
     def time_derivative(self, t: float, y: Any, f0: Any) -> Any:
@@ -71,15 +75,6 @@ class FlatProblem:
         eps = float(_backend.namespace_of(inner).finfo(inner.dtype).eps)
         dt = math.sqrt(eps) * max(1.0, abs(t))
         return ft.divide(ft.subtract(self(t + dt, y), f0), (t + dt) - t)
-
-
-def _densify(J: Any, like: Any) -> Any:
-    """A sparse Jacobian from ``sparse_jacfwd`` as a dense backend matrix (small systems)."""
-    if hasattr(J, "toarray"):
-        inner = _innermost(like)
-        xp = _backend.namespace_of(inner)
-        return xp.asarray(J.toarray(), dtype=inner.dtype, device=array_api_compat.device(inner))
-    return J
 
 
 def eye_like(y: Any, n: int) -> Any:
