@@ -59,8 +59,17 @@ def _scipy_jac(t, y, k):
 
 def reference(k: np.ndarray) -> np.ndarray:
     """SciPy's LSODA with tight tolerances at TIMES, time first."""
-    r = solve_ivp(_scipy_rhs, (0.0, TIMES[-1]), Y0, args=(k,), method="LSODA", t_eval=TIMES, rtol=1e-10,
-                  atol=1e-16, jac=_scipy_jac)  # fmt: skip
+    r = solve_ivp(
+        _scipy_rhs,
+        (0.0, TIMES[-1]),
+        Y0,
+        args=(k,),
+        method="LSODA",
+        t_eval=TIMES,
+        rtol=1e-10,
+        atol=1e-16,
+        jac=_scipy_jac,
+    )
     return r.y.T
 
 

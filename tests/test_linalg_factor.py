@@ -32,14 +32,20 @@ def _solve(a, b):
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 def test_lu_solve_tangent_against_finite_differences(n, k, dtype, backend):
     a, b, ta, tb = _draw(f"lu-{n}-{k}", n, k)
-    y, dy = ft.jvp(_solve, (backend.asarray(a, dtype), backend.asarray(b, dtype)),
-                   (backend.asarray(ta, dtype), backend.asarray(tb, dtype)))  # fmt: skip
+    y, dy = ft.jvp(
+        _solve,
+        (backend.asarray(a, dtype), backend.asarray(b, dtype)),
+        (backend.asarray(ta, dtype), backend.asarray(tb, dtype)),
+    )
     assert dy.dtype == backend.dtype(dtype)
     assert_close(y, np.linalg.solve(a, b), dtype, "value")
     assert_close(dy, central_difference(np.linalg.solve, [a, b], [ta, tb]), dtype, f"tangent {backend.name}")
     # only one argument moving
-    _, da = ft.jvp(lambda a: _solve(a, backend.asarray(b, dtype)), (backend.asarray(a, dtype),),
-                   (backend.asarray(ta, dtype),))  # fmt: skip
+    _, da = ft.jvp(
+        lambda a: _solve(a, backend.asarray(b, dtype)),
+        (backend.asarray(a, dtype),),
+        (backend.asarray(ta, dtype),),
+    )
     assert_close(da, central_difference(lambda a: np.linalg.solve(a, b), [a], [ta]), dtype, "da only")
 
 

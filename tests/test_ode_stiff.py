@@ -112,8 +112,16 @@ def _robertson_jac_np(t, y, k):
 
 def _robertson_reference(k, t1, rtol=1e-10, atol=1e-14):
     """SciPy's LSODA with the exact Jacobian and tight tolerances: an independent reference."""
-    r = solve_ivp(_robertson_np, (0.0, t1), [1.0, 0.0, 0.0], args=(k,), method="LSODA", rtol=rtol, atol=atol,
-                  jac=_robertson_jac_np)  # fmt: skip
+    r = solve_ivp(
+        _robertson_np,
+        (0.0, t1),
+        [1.0, 0.0, 0.0],
+        args=(k,),
+        method="LSODA",
+        rtol=rtol,
+        atol=atol,
+        jac=_robertson_jac_np,
+    )
     assert r.success
     return r.y[:, -1]
 
@@ -131,7 +139,7 @@ def test_robertson_with_rate_constant_sensitivities():
             method="Rodas4",
             rtol=1e-6,
             atol=1e-10,
-        ).y[-1]  # fmt: skip
+        ).y[-1]
     )
     J = to_numpy(sol_J(K_ROB))
     y = _robertson_reference(K_ROB, t1)
@@ -140,8 +148,15 @@ def test_robertson_with_rate_constant_sensitivities():
         e = np.zeros(3)
         e[j] = K_ROB[j] * 1e-4
         ref[:, j] = (_robertson_reference(K_ROB + e, t1) - _robertson_reference(K_ROB - e, t1)) / (2 * e[j])
-    sol = solve(_robertson, (0.0, t1), np.array([1.0, 0.0, 0.0]), args=(K_ROB,), method="Rodas4", rtol=1e-6,
-                atol=1e-10)  # fmt: skip
+    sol = solve(
+        _robertson,
+        (0.0, t1),
+        np.array([1.0, 0.0, 0.0]),
+        args=(K_ROB,),
+        method="Rodas4",
+        rtol=1e-6,
+        atol=1e-10,
+    )
     np.testing.assert_allclose(to_numpy(sol.y)[-1], y, rtol=2e-4, atol=1e-10)
     # normalised sensitivities k_j / y_i dy_i/dk_j agree to 1e-3 of the largest in each row
     norm = lambda S: S * K_ROB[None, :] / np.maximum(np.abs(y), 1e-12)[:, None]  # noqa: E731
@@ -161,8 +176,11 @@ def test_tangents_converge_as_tolerances_shrink():
     T, k = 2.0, 1.3
     errs = []
     for rtol in (1e-3, 1e-5, 1e-7):
-        d = ft.derivative(lambda k, r=rtol: solve(f, (0.0, T), np.ones(2), args=(k,), method="Rodas4", rtol=r,
-                                                  atol=r * 1e-2).y[-1])(k)  # fmt: skip
+        d = ft.derivative(
+            lambda k, r=rtol: solve(
+                f, (0.0, T), np.ones(2), args=(k,), method="Rodas4", rtol=r, atol=r * 1e-2
+            ).y[-1]
+        )(k)
         exact = scipy.linalg.expm(A * k * T) @ (A * T) @ np.ones(2)
         errs.append(np.max(np.abs(to_numpy(d) - exact)))
     assert errs[-1] < 1e-4 and all(b < a for a, b in zip(errs, errs[1:])), errs
@@ -175,15 +193,28 @@ def test_van_der_pol_stiff():
         return ft.stack([y[1], mu * (1 - y[0] ** 2) * y[1] - y[0]])
 
     sol = solve(vdp, (0.0, 300.0), np.array([2.0, 0.0]), method="Rodas4", rtol=1e-6, atol=1e-8)
-    ref = solve_ivp(lambda t, y: [y[1], mu * (1 - y[0] ** 2) * y[1] - y[0]], (0, 300.0), [2.0, 0.0],
-                    method="Radau", rtol=1e-10, atol=1e-12)  # fmt: skip
+    ref = solve_ivp(
+        lambda t, y: [y[1], mu * (1 - y[0] ** 2) * y[1] - y[0]],
+        (0, 300.0),
+        [2.0, 0.0],
+        method="Radau",
+        rtol=1e-10,
+        atol=1e-12,
+    )
     np.testing.assert_allclose(to_numpy(sol.y)[-1], ref.y[:, -1], rtol=1e-4, atol=1e-6)
     assert sol.nsteps < 300
 
 
 def test_auto_switches_on_stiffness_and_not_otherwise():
-    sol = solve(_robertson, (0.0, 40.0), np.array([1.0, 0.0, 0.0]), args=(K_ROB,), method="auto", rtol=1e-6,
-                atol=1e-10)  # fmt: skip
+    sol = solve(
+        _robertson,
+        (0.0, 40.0),
+        np.array([1.0, 0.0, 0.0]),
+        args=(K_ROB,),
+        method="auto",
+        rtol=1e-6,
+        atol=1e-10,
+    )
     assert sol.method == "auto(RK45->Rodas4)" and sol.nsteps < 500
     np.testing.assert_allclose(to_numpy(sol.y)[-1], _robertson_reference(K_ROB, 40.0), rtol=1e-4, atol=1e-10)
     calm = solve(lambda t, y: -y, (0.0, 2.0), np.ones(2), method="auto")
@@ -198,9 +229,13 @@ def test_user_jacobian_gives_the_same_steps():
     def jac(t, y, k):
         y1, y2, y3 = y[0], y[1], y[2]
         z = 0.0 * y1
-        return ft.stack([ft.stack([-k[0] + z, k[2] * y3, k[2] * y2]),
-                         ft.stack([k[0] + z, -2 * k[1] * y2 - k[2] * y3, -k[2] * y2]),
-                         ft.stack([z, 2 * k[1] * y2, z])])  # fmt: skip
+        return ft.stack(
+            [
+                ft.stack([-k[0] + z, k[2] * y3, k[2] * y2]),
+                ft.stack([k[0] + z, -2 * k[1] * y2 - k[2] * y3, -k[2] * y2]),
+                ft.stack([z, 2 * k[1] * y2, z]),
+            ]
+        )
 
     opts = dict(args=(K_ROB,), method="Rodas4", rtol=1e-6, atol=1e-10)
     a = solve(_robertson, (0.0, 40.0), np.array([1.0, 0.0, 0.0]), **opts)
@@ -211,8 +246,9 @@ def test_user_jacobian_gives_the_same_steps():
 
 def test_ode_sensitivity_with_a_stiff_method():
     times = np.array([0.0, 1.0, 10.0, 40.0])
-    s = sensitivity.ode_sensitivity(_robertson, np.array([1.0, 0.0, 0.0]), times, K_ROB, method="Rodas4",
-                                    rtol=1e-7, atol=1e-11)  # fmt: skip
+    s = sensitivity.ode_sensitivity(
+        _robertson, np.array([1.0, 0.0, 0.0]), times, K_ROB, method="Rodas4", rtol=1e-7, atol=1e-11
+    )
     S = to_numpy(s.jacobian)
     assert S.shape[:2] == (4, 3)
     e = np.zeros(3)
