@@ -206,7 +206,10 @@ def run(repeat: int) -> list[dict]:
 
 
 def table(rows: list[dict]) -> str:
-    head = "| problem | solver | steps | f evals | Jacobians | LU | solution (s) | with sensitivities (s) | rel. error |"
+    head = (
+        "| problem | solver | steps | f evals | Jacobians | LU | solution (s) "
+        "| with sensitivities (s) | rel. error |"
+    )
     lines = [head, "|" + "---|" * 9]
     for r in rows:
         ts = "-" if r["t_sens"] is None else f"{r['t_sens']:.3f}"
@@ -229,7 +232,8 @@ def main(argv: list[str] | None = None) -> int:
         bdf = next(r for r in rows if r["problem"] == name and r["solver"] == "scipy BDF")
         ours = next(r for r in rows if r["problem"] == name and r["solver"].startswith("fwdtensor Rodas4"))
         print(
-            f"{name}: Rodas4 with sensitivities / SciPy BDF solution alone = {ours['t_sens'] / bdf['t_primal']:.1f}x "
+            f"{name}: Rodas4 with sensitivities / SciPy BDF solution alone = "
+            f"{ours['t_sens'] / bdf['t_primal']:.1f}x "
             "(goal: within 3x)"
         )
     if args.json:
