@@ -38,8 +38,8 @@ from .._core import DualTensor
 
 __all__ = ["solve", "Solution", "METHODS"]
 
-METHODS = ("RK45", "RK4", "Rodas4", "auto")
-STIFF_METHODS = ("Rodas4",)
+METHODS = ("RK45", "RK4", "Rodas4", "BDF", "auto")
+STIFF_METHODS = ("Rodas4", "BDF")
 _CANONICAL = {m.upper(): m for m in METHODS}
 
 # Dormand-Prince 5(4) tableau (Dormand & Prince 1980): nodes, stage weights, the
@@ -701,7 +701,7 @@ def _stiff(
     jacobian: tuple,
 ) -> Solution:
     """The implicit methods on the flattened state; ``auto`` starts with RK45 and switches."""
-    from . import _implicit, _rosenbrock
+    from . import _bdf, _implicit, _rosenbrock
 
     shape = tuple(y0.shape)
     n = math.prod(shape)
@@ -728,7 +728,7 @@ def _stiff(
     yf = ft.reshape(y_start, (n,)) if shape != (n,) else y_start
     if pending is None and t_out:  # the switch point is stored already
         t_out.pop(), y_out.pop()
-    s, r = _rosenbrock.integrate(
+    s, r = (_bdf if m == "BDF" else _rosenbrock).integrate(
         prob, start, t1, yf, pending, rtol, atol, first_step, max_step, max_steps - nsteps - nrej, out
     )
     sol = _finish(t_out, y_out, used, prob.nfev, nsteps + s, nrej + r)

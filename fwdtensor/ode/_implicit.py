@@ -16,7 +16,7 @@ import array_api_compat
 
 import fwdtensor as ft
 
-from .. import _backend, _core
+from .. import _backend, _core, _tree
 from .._core import DualTensor
 
 _innermost = _core.innermost
@@ -29,17 +29,21 @@ class FlatProblem:
         self.fun, self.args, self.shape = fun, args, shape
         self.n = math.prod(shape)
         self.jac, self.sparsity = jac, sparsity
+        self.primal_args = tuple(_tree.map_tree(_innermost, list(args)))
         self.nfev = 0
         self.njev = 0
         self.nlu = 0
         self._t = 0.0  # the time the coloured Jacobian below is taken at
-        self._sparse = None
+        self._sparse = self._sparse_primal = None
         if sparsity is not None:  # colour once; every step then costs one pass of ncolors directions
             self._sparse = ft.sparse_jacfwd(lambda z: self(self._t, z), sparsity, output="dense")
+            self._sparse_primal = ft.sparse_jacfwd(lambda z: self(self._t, z, True), sparsity, output="dense")
 
-    def __call__(self, t: Any, y: Any) -> Any:
+    def __call__(self, t: Any, y: Any, primal: bool = False) -> Any:
+        """``fun`` at ``(t, y)``; ``primal=True`` passes the arguments without their tangents."""
         self.nfev += 1
-        k = self.fun(t, ft.reshape(y, self.shape) if self.shape != (self.n,) else y, *self.args)
+        args = self.primal_args if primal else self.args
+        k = self.fun(t, ft.reshape(y, self.shape) if self.shape != (self.n,) else y, *args)
         if type(k) is not DualTensor and not _backend.is_array(k):
             raise TypeError(
                 f"fun must return an array of the state's shape {self.shape}, got {type(k).__name__}"
@@ -50,19 +54,23 @@ class FlatProblem:
             )
         return ft.reshape(k, (self.n,)) if self.shape != (self.n,) else k
 
-    def jacobian(self, t: float, y: Any) -> Any:
-        """``d fun / d y`` at ``(t, y)`` as an ``(n, n)`` matrix (a dual when y or args are)."""
+    def jacobian(self, t: float, y: Any, primal: bool = False) -> Any:
+        """``d fun / d y`` at ``(t, y)`` as an ``(n, n)`` matrix (a dual when y or args are,
+        unless ``primal``: then of the arguments without tangents)."""
         self.njev += 1
         n = self.n
         if self.jac is not None:
-            J = self.jac(t, ft.reshape(y, self.shape), *self.args)
+            J = self.jac(t, ft.reshape(y, self.shape), *(self.primal_args if primal else self.args))
             if tuple(J.shape) not in ((n, n), (*self.shape, *self.shape)):
                 raise ValueError(f"jac returned shape {tuple(J.shape)}; expected ({n}, {n})")
             return ft.reshape(J, (n, n))
-        if self._sparse is not None:
+        if self._sparse is not None and not primal:
             self._t = t
             return ft.reshape(self._sparse(y), (n, n))
-        return ft.jacfwd(lambda z: self(t, z))(y)
+        if self._sparse_primal is not None and primal:
+            self._t = t
+            return ft.reshape(self._sparse_primal(y), (n, n))
+        return ft.jacfwd(lambda z: self(t, z, primal))(y)
 
     def time_derivative(self, t: float, y: Any, f0: Any) -> Any:
         """``d fun / d t`` at ``(t, y)`` by a forward difference (as Hairer's RODAS does).
