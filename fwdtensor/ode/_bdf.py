@@ -23,7 +23,7 @@ import fwdtensor as ft
 
 from .. import _backend, _core
 from .._core import DualTensor
-from ._implicit import Factored, FlatProblem, eye_like
+from ._implicit import Factored, FlatProblem, all_finite, eye_like
 
 _innermost = _core.innermost
 
@@ -89,6 +89,8 @@ def integrate(
     eye = eye_like(y0, prob.n)
     dual = _is_dual(y0, *prob.args)
     f0 = prob(t0, y0)
+    if not all_finite(f0):
+        _nonfinite(t0, y0, None)
     if first_step is None:
         scale = xp.abs(yp0) * rtol + atol
         d0, d1 = _rms(xp, yp0 / scale), _rms(xp, _innermost(f0) / scale)
@@ -115,6 +117,7 @@ def integrate(
     nsteps = nrej = 0
     while t < t1:
         h_min = 10 * eps * max(abs(t), 1.0)
+        bad = 0  # consecutive trial steps on which fun was not finite
         while True:
             if nsteps + nrej >= max_steps:
                 raise RuntimeError(
@@ -127,8 +130,8 @@ def integrate(
                 h = new_h
             t_new = t + h if t + h < t1 - h_min else t1
             y_pred = _lin([(1.0, D[i]) for i in range(order + 1)])
-            psi = ft.divide(_lin([(_GAMMA[i], D[i]) for i in range(1, order + 1)]), _ALPHA[order])
-            c = h / _ALPHA[order]
+            psi = ft.divide(_lin([(_GAMMA[i], D[i]) for i in range(1, order + 1)]), float(_ALPHA[order]))
+            c = h / float(_ALPHA[order])
             yp = _innermost(y_pred)
             scale = xp.abs(yp) * rtol + atol
             converged = False
@@ -136,6 +139,11 @@ def integrate(
                 if M is None:
                     M = Factored(J, 1.0 / c, eye, prob)  # (I/c - J) c = I - c J
                 converged, n_iter, d = _newton(prob, xp, t_new, yp, _innermost(psi), c, M, scale, newton_tol)
+                if n_iter < 0:  # fun was NaN or inf: a fresh Jacobian cannot help
+                    bad += 1
+                    if bad > 5:
+                        _nonfinite(t, D[0], h)
+                    break
                 if not converged:
                     if jac_current:
                         break
@@ -158,7 +166,7 @@ def integrate(
             y_new_p = yp + d
             scale_new = xp.abs(y_new_p) * rtol + atol
             safety = 0.9 * (2 * NEWTON_MAXITER + 1) / (2 * NEWTON_MAXITER + n_iter)
-            err = _rms(xp, _ERROR_CONST[order] * d / scale_new)
+            err = _rms(xp, float(_ERROR_CONST[order]) * d / scale_new)
             if err > 1.0 or not math.isfinite(err):
                 nrej += 1
                 factor = 0.2 if not math.isfinite(err) else max(0.2, safety * err ** (-1 / (order + 1)))
@@ -188,9 +196,13 @@ def integrate(
         t = t_new
         if n_equal < order + 1:
             continue
-        err_m = _rms(xp, _ERROR_CONST[order - 1] * _innermost(D[order]) / scale_new) if order > 1 else math.inf
+        err_m = (
+            _rms(xp, float(_ERROR_CONST[order - 1]) * _innermost(D[order]) / scale_new)
+            if order > 1
+            else math.inf
+        )
         err_p = (
-            _rms(xp, _ERROR_CONST[order + 1] * _innermost(D[order + 2]) / scale_new)
+            _rms(xp, float(_ERROR_CONST[order + 1]) * _innermost(D[order + 2]) / scale_new)
             if order < MAX_ORDER
             else math.inf
         )
@@ -216,7 +228,7 @@ def _newton(
     for k in range(NEWTON_MAXITER):
         f = prob(t, y, primal=True)
         if not bool(xp.all(xp.isfinite(f))):
-            return False, k + 1, d
+            return False, -1, d
         # M factors I/c - J, so M^{-1} r / c solves (I - c J) x = r
         dy = M.solve((f * c - psi - d) / c)
         dy_norm = _rms(xp, dy / scale)
@@ -229,6 +241,15 @@ def _newton(
             return True, k + 1, d
         dy_norm_old = dy_norm
     return False, NEWTON_MAXITER, d
+
+
+def _nonfinite(t: float, y: Any, h: float | None) -> None:
+    from . import _describe_state
+
+    where = f"at t={t:.10g}" if h is None else f"on every trial step from t={t:.10g} (last h={h:.3g})"
+    raise FloatingPointError(
+        f"BDF: fun returned NaN or inf {where}, state y={_describe_state(y)}; the model is not defined there"
+    )
 
 
 def _dual_correction(prob: FlatProblem, t: float, y_pred: Any, psi: Any, d: Any, c: float, eye: Any) -> Any:

@@ -41,8 +41,13 @@ class FlatProblem:
 
     def __call__(self, t: Any, y: Any, primal: bool = False) -> Any:
         """``fun`` at ``(t, y)``; ``primal=True`` passes the arguments without their tangents."""
-        self.nfev += 1
         args = self.primal_args if primal else self.args
+        if primal and type(y) is DualTensor:  # constant duals next to a dual state (array-api-strict)
+            args = tuple(_tree.map_tree(lambda a: _lift(a, y), list(args)))
+        return self._call(t, y, args)
+
+    def _call(self, t: Any, y: Any, args: tuple) -> Any:
+        self.nfev += 1
         k = self.fun(t, ft.reshape(y, self.shape) if self.shape != (self.n,) else y, *args)
         if type(k) is not DualTensor and not _backend.is_array(k):
             raise TypeError(
@@ -83,6 +88,13 @@ class FlatProblem:
         eps = float(_backend.namespace_of(inner).finfo(inner.dtype).eps)
         dt = math.sqrt(eps) * max(1.0, abs(t))
         return ft.divide(ft.subtract(self(t + dt, y), f0), (t + dt) - t)
+
+
+def _lift(a: Any, like: DualTensor) -> Any:
+    """A plain array leaf as a constant dual of ``like``'s level; anything else unchanged."""
+    if type(a) is DualTensor or not _backend.is_array(a):
+        return a
+    return _core._make(a, None, like.level, 0, like._bxp)
 
 
 def eye_like(y: Any, n: int) -> Any:
