@@ -121,7 +121,8 @@ def integrate(
         while True:
             if nsteps + nrej >= max_steps:
                 raise RuntimeError(
-                    f"BDF reached max_steps={max_steps} at t={t} before t1={t1}; raise max_steps or loosen rtol/atol"
+                    f"BDF reached max_steps={max_steps} at t={t} before t1={t1}; "
+                    "raise max_steps or loosen rtol/atol"
                 )
             if h > max_step or t + h >= t1 - h_min:
                 new_h = min(max_step, t1 - t)
