@@ -1,4 +1,5 @@
-"""ODE integration that differentiates: fixed-step RK4 and adaptive Dormand-Prince (RK45).
+"""ODE integration that differentiates: fixed-step RK4, adaptive Dormand-Prince (RK45), and
+for stiff problems Rodas4 (Rosenbrock), variable-order BDF and ``method="auto"``.
 
 ``solve(fun, t_span, y0, args=...)`` integrates ``dy/dt = fun(t, y, *args)`` with the
 arithmetic of the Array API namespace, so it runs on NumPy, CuPy, PyTorch and
@@ -320,19 +321,25 @@ def solve(
         t_span: ``(t0, t1)`` with ``t0 < t1``; either end may be a dual (a derivative in time).
         y0: the initial state, an array of any shape (or a dual).
         args: extra arguments for ``fun``; duals among them are differentiated.
-        method: ``"RK45"`` (adaptive Dormand-Prince 5(4)) or ``"RK4"`` (classical
-            fourth order with a fixed ``step``).
+        method: ``"RK45"`` (adaptive Dormand-Prince 5(4)), ``"RK4"`` (classical
+            fourth order with a fixed ``step``), the stiff ``"Rodas4"`` (Rosenbrock) and
+            ``"BDF"`` (variable order 1-5), or ``"auto"`` (RK45, switching to Rodas4 when
+            it detects stiffness). See ``docs/ode.md``.
         t_eval: times at which to store the solution. RK45 interpolates between its own
             steps with the fourth-order continuous extension of Dormand-Prince (so
             ``t_eval`` does not change the steps); RK4 splits each interval
             between consecutive times into equal steps of at most ``step``. ``None``
             stores every step. A dual ``t_eval`` differentiates with respect to the times.
         step: RK4's step size (required, positive).
-        rtol: RK45's relative tolerance on the local error.
-        atol: RK45's absolute tolerance on the local error.
-        first_step: RK45's initial step (chosen automatically when ``None``).
-        max_step: RK45's largest step.
+        rtol: the adaptive methods' relative tolerance on the local error.
+        atol: the adaptive methods' absolute tolerance on the local error.
+        first_step: the adaptive methods' initial step (chosen automatically when ``None``).
+        max_step: the adaptive methods' largest step.
         max_steps: a bound on the number of steps (accepted and rejected).
+        jac: the stiff methods' Jacobian ``jac(t, y, *args) -> (n, n)`` (default: forward
+            mode of ``fun``).
+        jac_sparsity: a boolean ``(n, n)`` pattern of the Jacobian; it is then computed by
+            coloured sparse forward mode (``ft.sparse_jacfwd``, coloured once).
 
     Returns:
         A ``Solution`` with ``t`` of shape ``(T,)`` and ``y`` of shape ``(T, *y0.shape)``.
