@@ -1,13 +1,13 @@
 """The ``linalg`` extension of the namespace, on duals and plain arrays.
 
 Besides the standard's functions it offers SciPy-style ``lu_factor``/``lu_solve`` with
-tangents (``rules/linalg_factor.py``), used by the implicit ODE solvers.
+tangents (``_linalg_factor.py``), used by the implicit ODE solvers.
 """
 
 from __future__ import annotations
 
+from . import _linalg_factor as _factor
 from ._namespace import build as _build
-from .rules import linalg_factor as _factor
 
 _functions = _build("linalg.")
 _functions.update(_factor._public())

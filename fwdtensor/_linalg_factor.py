@@ -16,7 +16,10 @@ Tangents (B directions at once, one factorisation shared):
   packed tangent of ``lu``; the B directions go through one more ``lu_solve``.
 
 These are not names of the standard, so they are not in ``ALL_RULES`` (which mirrors the
-standard); ``fwdtensor.linalg`` adds them from ``FUNCTIONS``.
+standard); ``fwdtensor.linalg`` adds them. The module lives outside ``rules/`` because
+partial pivoting decides on the host: the pivots are read back (one transfer of n integers
+per factorisation or solve), and the generic elimination syncs once per column to pick its
+pivot; the rules proper never leave the device.
 """
 
 from __future__ import annotations
@@ -26,9 +29,9 @@ from typing import Any
 
 import array_api_compat
 
-from .. import _errors
-from .._core import DualTensor
-from ._forms import Rule
+from . import _errors
+from ._core import DualTensor
+from .rules._forms import Rule
 
 # Below this size NumPy matrices skip SciPy: its LAPACK calls cost about a millisecond each on
 # small matrices when the BLAS threads compete for cores, and elimination in NumPy is cheap.
@@ -98,7 +101,7 @@ def _lu_generic(xp: Any, a: Any) -> tuple[Any, Any]:
 def _lu_factor_f(xp: Any, a: Any) -> tuple[Any, Any]:
     _check_square(a)
     if _is_dual(a):  # a nested level: the rule again, one level down
-        from .. import linalg
+        from . import linalg
 
         return linalg.lu_factor(a)
     if array_api_compat.is_numpy_array(a) and a.shape[0] > _SMALL:
@@ -241,7 +244,7 @@ RULES: tuple[Rule, ...] = (
 
 def _public() -> dict:
     """``lu_factor`` and ``lu_solve`` with SciPy's signatures, built on the two rules."""
-    from .._namespace import _function
+    from ._namespace import _function
 
     factor, solve = (_function(r) for r in RULES)
 
