@@ -1,7 +1,7 @@
 """The ``linalg`` extension of the namespace, on duals and plain arrays.
 
 Besides the standard's functions it offers SciPy-style ``lu_factor``/``lu_solve`` with
-tangents (``_linalg_factor.py``), used by the implicit ODE solvers.
+tangents and ``expm`` (``_linalg_factor.py``); the implicit ODE solvers use the LU pair.
 """
 
 from __future__ import annotations

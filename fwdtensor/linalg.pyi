@@ -13,6 +13,7 @@ __all__ = [
     "eigh",
     "eigvals",
     "eigvalsh",
+    "expm",
     "inv",
     "lu_factor",
     "lu_solve",
@@ -72,6 +73,9 @@ def eigvalsh(x: Array, /) -> Any:
 
     Repeated eigenvalues: the cluster mean.
     """
+
+def expm(*args: Any, **kwargs: Any) -> Any:
+    """Matrix exponential (scaling and squaring with a (6, 6) Pade approximant); differentiable."""
 
 def inv(x: Array, /) -> Any:
     """Array API ``linalg.inv`` on duals and arrays."""

@@ -107,3 +107,26 @@ def test_refused_cases():
         ft.linalg.lu_solve(lu, np.ones(2), trans=1)
     with pytest.raises(ValueError, match="b must have shape"):
         ft.linalg.lu_solve(lu, np.ones(3))
+
+
+@pytest.mark.parametrize("scale", [0.3, 3.0])  # without and with squaring
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_expm_against_scipy_and_finite_differences(scale, dtype, backend):
+    rng = np.random.default_rng(zlib.crc32(f"expm-{scale}".encode()))
+    a, ta = rng.normal(size=(4, 4)) * scale, rng.normal(size=(4, 4))
+    y, dy = ft.jvp(ft.linalg.expm, (backend.asarray(a, dtype),), (backend.asarray(ta, dtype),))
+    assert dy.dtype == backend.dtype(dtype)
+    assert_close(y, scipy.linalg.expm(a), dtype, "expm value")
+    assert_close(dy, central_difference(scipy.linalg.expm, [a], [ta]), dtype, f"expm tangent {backend.name}")
+
+
+def test_expm_batched_directions_and_a_linear_ode():
+    rng = np.random.default_rng(zlib.crc32(b"expm-batched"))
+    a, V = rng.normal(size=(3, 3)), rng.normal(size=(3, 3, 3))
+    _, batched = ft.batched_jvp(ft.linalg.expm, (a,), (V,))
+    for i in range(3):
+        _, single = ft.jvp(ft.linalg.expm, (a,), (V[i],))
+        np.testing.assert_allclose(to_numpy(batched)[i], to_numpy(single), rtol=1e-12, atol=1e-13)
+    # d/dt expm(t A) = A expm(t A)
+    d = ft.derivative(lambda t: ft.linalg.expm(a * t))(0.7)
+    np.testing.assert_allclose(to_numpy(d), a @ scipy.linalg.expm(0.7 * a), rtol=1e-9, atol=1e-12)

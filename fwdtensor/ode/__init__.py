@@ -230,7 +230,16 @@ def _apply_time_offsets(sol: Solution, fun: Callable, args: tuple, offsets: list
             times.append(inner_t[i])
         rows.append(yi)
     t = ft.stack([ft.astype(x, inner_t.dtype) if type(x) is DualTensor else x for x in times], axis=0)
-    return Solution(t=t, y=_stack(rows), method=method, nfev=nfev, nsteps=sol.nsteps, nrejected=sol.nrejected)
+    return Solution(
+        t=t,
+        y=_stack(rows),
+        method=method,
+        nfev=nfev,
+        nsteps=sol.nsteps,
+        nrejected=sol.nrejected,
+        njev=sol.njev,
+        nlu=sol.nlu,
+    )
 
 
 # --------------------------------------------------------------- validation
