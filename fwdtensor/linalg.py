@@ -1,9 +1,15 @@
-"""The ``linalg`` extension of the namespace, on duals and plain arrays."""
+"""The ``linalg`` extension of the namespace, on duals and plain arrays.
+
+Besides the standard's functions it offers SciPy-style ``lu_factor``/``lu_solve`` with
+tangents and ``expm`` (``_linalg_factor.py``); the implicit ODE solvers use the LU pair.
+"""
 
 from __future__ import annotations
 
+from . import _linalg_factor as _factor
 from ._namespace import build as _build
 
 _functions = _build("linalg.")
+_functions.update(_factor._public())
 globals().update(_functions)
 __all__ = sorted(_functions)

@@ -13,7 +13,10 @@ __all__ = [
     "eigh",
     "eigvals",
     "eigvalsh",
+    "expm",
     "inv",
+    "lu_factor",
+    "lu_solve",
     "matmul",
     "matrix_norm",
     "matrix_power",
@@ -71,8 +74,17 @@ def eigvalsh(x: Array, /) -> Any:
     Repeated eigenvalues: the cluster mean.
     """
 
+def expm(*args: Any, **kwargs: Any) -> Any:
+    """Matrix exponential (scaling and squaring with a (6, 6) Pade approximant); differentiable."""
+
 def inv(x: Array, /) -> Any:
     """Array API ``linalg.inv`` on duals and arrays."""
+
+def lu_factor(a: Array) -> Any:
+    """LU factorisation with partial pivoting, ``a = P L U``, packed as SciPy's ``(lu, piv)``."""
+
+def lu_solve(lu_and_piv: Any, b: Array, trans: Any = ...) -> Any:
+    """Solve ``a x = b`` from ``lu_factor(a)``; differentiable in the factor and in ``b``."""
 
 def matmul(x1: Array, x2: Array, /) -> Any:
     """Array API ``linalg.matmul`` on duals and arrays."""

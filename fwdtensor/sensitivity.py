@@ -471,7 +471,9 @@ def ode_sensitivity(
     ``y0`` is the initial state, or a function ``y0(params)`` when initial conditions are
     parameters too. The solution is stored at ``times`` (integration starts at ``t0``,
     by default ``times[0]``); ``solver_options`` go to ``fwdtensor.ode.solve`` (``method``,
-    ``rtol``, ``atol``, ``step``...). The result has layout time x state x parameter.
+    ``rtol``, ``atol``, ``step``, ``jac``, ``jac_sparsity``...): ``method="Rodas4"`` or
+    ``"auto"`` for stiff models, whose sensitivities flow through the implicit stages in the
+    same single pass. The result has layout time x state x parameter.
     """
     from .ode import solve
 

@@ -1,4 +1,5 @@
-"""ODE integration that differentiates: fixed-step RK4 and adaptive Dormand-Prince (RK45).
+"""ODE integration that differentiates: fixed-step RK4, adaptive Dormand-Prince (RK45), and
+for stiff problems Rodas4 (Rosenbrock), variable-order BDF and ``method="auto"``.
 
 ``solve(fun, t_span, y0, args=...)`` integrates ``dy/dt = fun(t, y, *args)`` with the
 arithmetic of the Array API namespace, so it runs on NumPy, CuPy, PyTorch and
@@ -13,6 +14,10 @@ the exact derivative of the numerical solution on that step sequence
 (discretise-then-differentiate): it converges to the true sensitivity as ``rtol`` and
 ``atol`` shrink, but the tangents themselves are not error-controlled. Tighten the
 tolerances when sensitivities matter more than values.
+
+The ends of ``t_span`` and the points of ``t_eval`` may be duals as well: the solver runs on
+their primal values and adds ``f(tau, y(tau)) * dtau`` at each output time ``tau``, and
+moves the initial state along ``-f(t0, y0) * dt0`` for a dual start time.
 
 The solution is stored with time first: ``Solution.y.shape == (len(t), *y0.shape)``,
 the time x output layout of ``fwdtensor.sensitivity`` (SciPy's ``solve_ivp`` puts time last).
@@ -29,12 +34,14 @@ import array_api_compat
 
 import fwdtensor as ft
 
-from . import _backend, _core, _tree
-from ._core import DualTensor
+from .. import _backend, _core, _errors, _tree
+from .._core import DualTensor
 
 __all__ = ["solve", "Solution", "METHODS"]
 
-METHODS = ("RK45", "RK4")
+METHODS = ("RK45", "RK4", "Rodas4", "BDF", "auto")
+STIFF_METHODS = ("Rodas4", "BDF")
+_CANONICAL = {m.upper(): m for m in METHODS}
 
 # Dormand-Prince 5(4) tableau (Dormand & Prince 1980): nodes, stage weights, the
 # fifth-order solution weights (the last stage is "first same as last": f(t + h, y_new)).
@@ -82,6 +89,8 @@ class Solution:
     nfev: int
     nsteps: int
     nrejected: int
+    njev: int = 0
+    nlu: int = 0
 
 
 # ------------------------------------------------------------------ helpers
@@ -142,6 +151,103 @@ def _rms(xp: Any, a: Any) -> float:
 def _primal_args(args: tuple) -> tuple:
     """``args`` with every dual replaced by its innermost primal (for step-size probes)."""
     return tuple(_tree.map_tree(_innermost, list(args)))
+
+
+def _describe_state(y: Any, limit: int = 6) -> str:
+    """A short text of a state's primal values for error messages (first ``limit`` entries)."""
+    inner = _innermost(y)
+    xp = _backend.namespace_of(inner)
+    flat = xp.reshape(inner, (-1,))
+    n = flat.shape[0]
+    vals = ", ".join(f"{float(flat[i]):.6g}" for i in range(min(n, limit)))
+    return f"[{vals}{', ...' if n > limit else ''}] (shape {tuple(inner.shape)})"
+
+
+def _nonfinite_stage(ks: list) -> int | None:
+    """Index of the first stage slope whose primal has a NaN or an infinity (None if all finite)."""
+    for i, k in enumerate(ks):
+        inner = _innermost(k)
+        xp = _backend.namespace_of(inner)
+        if not bool(xp.all(xp.isfinite(inner))):
+            return i
+    return None
+
+
+def _raise_nonfinite(
+    method: str, t: float, y: Any, ks: list, i: int, nodes: Sequence[float], h: float
+) -> None:
+    inner = _innermost(ks[i])
+    xp = _backend.namespace_of(inner)
+    what = "NaN" if bool(xp.any(xp.isnan(inner))) else "an infinity"
+    raise FloatingPointError(
+        f"{method}: fun returned {what} at t={t + nodes[i] * h:.10g} (stage {i + 1} of the step from "
+        f"t={t:.10g} with h={h:.3g}, state y={_describe_state(y)}); the model is not defined there or "
+        "the solution blows up: check fun near this time and state"
+    )
+
+
+# ------------------------------------------------------------ dual times
+# A dual end of t_span or a dual t_eval point moves the time at which the solution is read.
+# The solver runs on the primal times; the derivative of the exact flow is added afterwards:
+# d y(tau) / d tau = f(tau, y(tau)) at an output time tau, and a start time t0 moves the
+# initial state along -f(t0, y0) (so d y(T) / d t0 = -Phi(T, t0) f(t0, y0) comes out of the
+# state's own sensitivities). The offsets below are duals of primal zero carrying the times'
+# tangents, so ``y + offset * f`` adds exactly the tangent f * dtau.
+def _time_offset(t: Any) -> tuple[float, Any]:
+    """A time as ``(primal float, offset)``: the offset is ``t - primal`` for a dual, else None."""
+    if type(t) is not DualTensor:
+        return float(t), None
+    if tuple(t.shape) != ():
+        raise ValueError(f"a time must be a scalar, got a dual of shape {tuple(t.shape)}")
+    if type(t.primal) is DualTensor:
+        raise _errors.NotDifferentiableError(
+            "fwdtensor.ode: a time (t_span or t_eval) carries tangents at more than one level "
+            "(a second derivative with respect to time); only first derivatives in time are "
+            "supported: differentiate the solution with respect to a parameter that rescales "
+            "time instead (solve dy/ds = T * fun(s * T, y) on s in (0, 1))"
+        )
+    p = float(t.primal)
+    return p, ft.subtract(t, p)
+
+
+def _split_times(t_eval: Any) -> tuple[Any, list | None]:
+    """``t_eval`` as primal values plus per-point offsets (None when it carries no tangent)."""
+    if t_eval is None or type(t_eval) is not DualTensor:
+        return t_eval, None
+    if type(t_eval.primal) is DualTensor:
+        _time_offset(ft.reshape(t_eval, (-1,))[0])  # raises the nested-level error
+    flat = ft.reshape(t_eval, (-1,))
+    prim = _backend.namespace_of(t_eval.primal).reshape(t_eval.primal, (-1,))
+    return prim, [ft.subtract(flat[i], float(prim[i])) for i in range(prim.shape[0])]
+
+
+def _apply_time_offsets(sol: Solution, fun: Callable, args: tuple, offsets: list, method: str) -> Solution:
+    """Add ``offset_i * fun(t_i, y_i)`` to each stored state and make ``t`` a dual."""
+    shape = tuple(sol.y.shape[1:])
+    inner_t = _innermost(sol.t)
+    rows, times, nfev = [], [], sol.nfev
+    for i, off in enumerate(offsets):
+        yi = sol.y[i, ...]
+        ti = float(inner_t[i])
+        if off is not None:
+            fi = _checked_call(fun, ti, yi, args, shape)
+            nfev += 1
+            yi = ft.add(yi, ft.multiply(fi, ft.astype(off, _innermost(fi).dtype)))
+            times.append(ft.add(ft.astype(off, inner_t.dtype), ti))
+        else:
+            times.append(inner_t[i])
+        rows.append(yi)
+    t = ft.stack([ft.astype(x, inner_t.dtype) if type(x) is DualTensor else x for x in times], axis=0)
+    return Solution(
+        t=t,
+        y=_stack(rows),
+        method=method,
+        nfev=nfev,
+        nsteps=sol.nsteps,
+        nrejected=sol.nrejected,
+        njev=sol.njev,
+        nlu=sol.nlu,
+    )
 
 
 # --------------------------------------------------------------- validation
@@ -221,28 +327,36 @@ def solve(
     first_step: float | None = None,
     max_step: float = math.inf,
     max_steps: int = 100_000,
+    jac: Callable | None = None,
+    jac_sparsity: Any = None,
 ) -> Solution:
     """Integrate ``dy/dt = fun(t, y, *args)`` from ``t_span[0]`` to ``t_span[1]``.
 
     Args:
         fun: the right-hand side; receives ``t`` as a Python float and ``y`` of ``y0``'s
             shape (a dual when differentiating) and returns an array of the same shape.
-        t_span: ``(t0, t1)`` with ``t0 < t1``.
+        t_span: ``(t0, t1)`` with ``t0 < t1``; either end may be a dual (a derivative in time).
         y0: the initial state, an array of any shape (or a dual).
         args: extra arguments for ``fun``; duals among them are differentiated.
-        method: ``"RK45"`` (adaptive Dormand-Prince 5(4)) or ``"RK4"`` (classical
-            fourth order with a fixed ``step``).
+        method: ``"RK45"`` (adaptive Dormand-Prince 5(4)), ``"RK4"`` (classical
+            fourth order with a fixed ``step``), the stiff ``"Rodas4"`` (Rosenbrock) and
+            ``"BDF"`` (variable order 1-5), or ``"auto"`` (RK45, switching to Rodas4 when
+            it detects stiffness). See ``docs/ode.md``.
         t_eval: times at which to store the solution. RK45 interpolates between its own
             steps with the fourth-order continuous extension of Dormand-Prince (so
             ``t_eval`` does not change the steps); RK4 splits each interval
             between consecutive times into equal steps of at most ``step``. ``None``
-            stores every step.
+            stores every step. A dual ``t_eval`` differentiates with respect to the times.
         step: RK4's step size (required, positive).
-        rtol: RK45's relative tolerance on the local error.
-        atol: RK45's absolute tolerance on the local error.
-        first_step: RK45's initial step (chosen automatically when ``None``).
-        max_step: RK45's largest step.
+        rtol: the adaptive methods' relative tolerance on the local error.
+        atol: the adaptive methods' absolute tolerance on the local error.
+        first_step: the adaptive methods' initial step (chosen automatically when ``None``).
+        max_step: the adaptive methods' largest step.
         max_steps: a bound on the number of steps (accepted and rejected).
+        jac: the stiff methods' Jacobian ``jac(t, y, *args) -> (n, n)`` (default: forward
+            mode of ``fun``).
+        jac_sparsity: a boolean ``(n, n)`` pattern of the Jacobian; it is then computed by
+            coloured sparse forward mode (``ft.sparse_jacfwd``, coloured once).
 
     Returns:
         A ``Solution`` with ``t`` of shape ``(T,)`` and ``y`` of shape ``(T, *y0.shape)``.
@@ -257,16 +371,83 @@ def solve(
     """
     if not callable(fun):
         raise TypeError(f"fun must be callable, got {type(fun).__name__}")
-    m = str(method).upper()
-    if m not in METHODS:
+    m = _CANONICAL.get(str(method).upper())
+    if m is None:
         raise ValueError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
-    t0, t1 = _check_span(t_span)
+    try:
+        (t0, off0), (t1, off1) = (_time_offset(t) for t in t_span)
+    except (TypeError, ValueError) as e:
+        if isinstance(e, _errors.FwdTensorError):
+            raise
+        raise TypeError(f"t_span must be a pair of numbers (t0, t1), got {t_span!r}") from None
+    t0, t1 = _check_span((t0, t1))
+    t_eval, eval_offsets = _split_times(t_eval)
     ts = _check_t_eval(t_eval, t0, t1)
     if isinstance(max_steps, bool) or not isinstance(max_steps, int) or max_steps <= 0:
         raise ValueError(f"max_steps must be a positive integer, got {max_steps!r}")
     if not isinstance(args, tuple):
         raise TypeError(f"args must be a tuple of extra arguments for fun, got {type(args).__name__}")
-    y0 = _lift(_check_y0(y0), _top_dual(args))
+    y0 = _lift(_check_y0(y0), _top_dual([args, off0, off1, eval_offsets]))
+    if off0 is not None:  # a later start reaches the same states from y0 - dt0 * f(t0, y0)
+        f0 = _checked_call(fun, t0, y0, args, tuple(y0.shape))
+        y0 = ft.subtract(y0, ft.multiply(f0, ft.astype(off0, _innermost(f0).dtype)))
+    if m in ("RK45", "RK4") and (jac is not None or jac_sparsity is not None):
+        raise ValueError(
+            f"jac and jac_sparsity are for the stiff methods ({', '.join(STIFF_METHODS)}, 'auto')"
+        )
+    if jac is not None and not callable(jac):
+        raise TypeError(f"jac must be a function jac(t, y, *args) -> (n, n) matrix, got {type(jac).__name__}")
+    sol = _solve_primal_times(
+        fun, m, t0, t1, y0, args, ts, step, rtol, atol, first_step, max_step, max_steps, (jac, jac_sparsity)
+    )
+    if off0 is None and off1 is None and eval_offsets is None:
+        return sol
+    n = sol.y.shape[0]
+    if eval_offsets is not None:
+        offsets = eval_offsets
+    elif ts is not None:
+        offsets = [None] * n
+    elif m == "RK4":  # equal steps: t_i = t0 + (t1 - t0) * i / n moves with both ends
+        last = max(n - 1, 1)
+        offsets = [_mix(off0, 1.0 - i / last, off1, i / last) for i in range(n)]
+    else:  # adaptive steps keep their lengths: every stored time moves with t0, the last with t1
+        offsets = [off0] * (n - 1) + [off1]
+    return _apply_time_offsets(sol, fun, args, offsets, sol.method)
+
+
+def _mix(a: Any, wa: float, b: Any, wb: float) -> Any:
+    """``wa * a + wb * b`` for offsets that may be None (zero)."""
+    terms = [x * w for x, w in ((a, wa), (b, wb)) if x is not None and w != 0.0]
+    if not terms:
+        return None
+    return terms[0] if len(terms) == 1 else ft.add(terms[0], terms[1])
+
+
+def _solve_primal_times(
+    fun: Callable,
+    m: str,
+    t0: float,
+    t1: float,
+    y0: Any,
+    args: tuple,
+    ts: Any,
+    step: Any,
+    rtol: float,
+    atol: float,
+    first_step: Any,
+    max_step: float,
+    max_steps: int,
+    jacobian: tuple = (None, None),
+) -> Solution:
+    """Run the chosen method between primal times (the options are checked here)."""
+    if m in STIFF_METHODS or m == "auto":
+        if step is not None:
+            raise ValueError(f"step is the fixed step of method='RK4'; {m} chooses its own")
+        rtol, atol = _positive("rtol", rtol), _positive("atol", atol)
+        max_step = _positive("max_step", max_step, allow_inf=True)
+        if first_step is not None:
+            first_step = min(_positive("first_step", first_step), t1 - t0)
+        return _stiff(fun, m, t0, t1, y0, args, ts, rtol, atol, first_step, max_step, max_steps, jacobian)
     if m == "RK4":
         if step is None:
             raise ValueError("method='RK4' needs a fixed step size: pass step=h with h > 0")
@@ -313,7 +494,13 @@ def _rk4_step(fun: Callable, t: float, y: Any, h: float, args: tuple, shape: tup
     k2 = _checked_call(fun, t + h / 2, _axpy(y, [(h / 2, k1)]), args, shape)
     k3 = _checked_call(fun, t + h / 2, _axpy(y, [(h / 2, k2)]), args, shape)
     k4 = _checked_call(fun, t + h, _axpy(y, [(h, k3)]), args, shape)
-    return _axpy(y, [(h / 6, k1), (h / 3, k2), (h / 3, k3), (h / 6, k4)])
+    return _axpy(y, [(h / 6, k1), (h / 3, k2), (h / 3, k3), (h / 6, k4)]), [k1, k2, k3, k4]
+
+
+def _all_finite(y: Any) -> bool:
+    inner = _innermost(y)
+    xp = _backend.namespace_of(inner)
+    return bool(xp.all(xp.isfinite(inner)))
 
 
 def _rk4(
@@ -334,7 +521,12 @@ def _rk4(
             raise ValueError(f"step={h} needs more than max_steps={max_steps} steps to reach t={te}")
         for i in range(n):
             ti = t + (te - t) * i / n
-            y = _rk4_step(fun, ti, y, (te - t) / n, args, shape)
+            y_prev = y
+            y, ks = _rk4_step(fun, ti, y, (te - t) / n, args, shape)
+            if not _all_finite(y):  # stop at the first step whose slopes or result are not finite
+                bad = _nonfinite_stage(ks)
+                if bad is not None:
+                    _raise_nonfinite("RK4", ti, y_prev, ks, bad, (0.0, 0.5, 0.5, 1.0), (te - t) / n)
         nsteps += n
         t = te
         t_out.append(te)
@@ -409,9 +601,11 @@ def _rk45(
     first_step: float | None,
     max_step: float,
     max_steps: int,
-) -> Solution:
+    detect_stiff: bool = False,
+) -> Any:
     shape = tuple(y0.shape)
     f0 = _checked_call(fun, t0, y0, args, shape)
+    stiff_run = nonstiff_run = 0
     nfev = 1
     h = first_step
     if h is None:
@@ -434,8 +628,10 @@ def _rk45(
         while True:
             if nsteps + nrej >= max_steps:
                 raise RuntimeError(
-                    f"RK45 reached max_steps={max_steps} at t={t} before t1={t1}; raise "
-                    "max_steps, loosen rtol/atol, or check whether the problem is stiff"
+                    f"RK45 reached max_steps={max_steps} at t={t} before t1={t1}; if the problem is "
+                    f"stiff (many rejected steps: {nrej} of {nsteps + nrej} here), use an implicit "
+                    f"method: {', '.join(repr(s) for s in STIFF_METHODS)}, or method='auto'; "
+                    "otherwise raise max_steps or loosen rtol/atol"
                 )
             h = min(h, max_step)
             t_new = t1 if t + h >= t1 - h_min else t + h
@@ -445,6 +641,10 @@ def _rk45(
             en = _error_norm(y, y_new, ks, h, rtol, atol)
             if en <= 1.0:
                 break
+            if not math.isfinite(en):  # a NaN or inf from fun: no smaller step can repair the model
+                bad = _nonfinite_stage(ks)
+                if bad is not None:
+                    _raise_nonfinite("RK45", t, y, ks, bad, (*_C, 1.0), h)
             nrej += 1
             rejected = True
             # a non-finite estimate (fun overflowed on this trial step) shrinks as far as allowed
@@ -468,7 +668,94 @@ def _rk45(
                 s = (te - t) / h
                 t_out.append(te)
                 y_out.append(y_new if s >= 1.0 else _dense(y, y_new, ks, h, s))
+        if detect_stiff:  # Hairer's test (DOPRI5): h * |lambda| near the stability boundary 3.25
+            if _h_lambda(y, y_new, ks, h) > 3.25:
+                stiff_run, nonstiff_run = stiff_run + 1, 0
+                if stiff_run >= 15:
+                    return _Switch(t_new, y_new, t_out, y_out, pending, nfev, nsteps, nrej)
+            else:
+                nonstiff_run += 1
+                if nonstiff_run >= 6:
+                    stiff_run = 0
         factor = _MAX_FACTOR if en == 0 else min(_MAX_FACTOR, _SAFETY * en**-0.2)
         h *= min(factor, 1.0) if rejected else factor  # no growth right after a rejection
         t, y, f0 = t_new, y_new, ks[-1]
     return _finish(t_out, y_out, "RK45", nfev, nsteps, nrej)
+
+
+@dataclass
+class _Switch:
+    """Where ``method='auto'`` leaves RK45 for the stiff method, with what it stored so far."""
+
+    t: float
+    y: Any
+    t_out: list
+    y_out: list
+    pending: list | None
+    nfev: int
+    nsteps: int
+    nrejected: int
+
+
+def _h_lambda(y: Any, y_new: Any, ks: list, h: float) -> float:
+    """``h`` times an estimate of the dominant eigenvalue's size, from the last two stages."""
+    yp = _innermost(y)
+    xp = _backend.namespace_of(yp)
+    y6 = yp
+    for a, k in zip(_A[5], ks):
+        y6 = y6 + _innermost(k) * (h * a)
+    num = xp.sum((_innermost(ks[6]) - _innermost(ks[5])) ** 2)
+    den = xp.sum((_innermost(y_new) - y6) ** 2)
+    d = float(den)
+    return 0.0 if d <= 0.0 else h * math.sqrt(float(num) / d)
+
+
+# ------------------------------------------------------------------ stiff
+def _stiff(
+    fun: Callable,
+    m: str,
+    t0: float,
+    t1: float,
+    y0: Any,
+    args: tuple,
+    ts: Any,
+    rtol: float,
+    atol: float,
+    first_step: float | None,
+    max_step: float,
+    max_steps: int,
+    jacobian: tuple,
+) -> Solution:
+    """The implicit methods on the flattened state; ``auto`` starts with RK45 and switches."""
+    from . import _bdf, _implicit, _rosenbrock
+
+    shape = tuple(y0.shape)
+    n = math.prod(shape)
+    prob = _implicit.FlatProblem(fun, args, shape, jacobian[0], jacobian[1])
+    t_out: list[float] = []
+    y_out: list = []
+
+    def out(t: float, y: Any) -> None:
+        t_out.append(t)
+        y_out.append(ft.reshape(y, shape) if shape != (n,) else y)
+
+    nsteps = nrej = 0
+    start, y_start, pending, used = t0, y0, ts, m
+    if m == "auto":
+        switch = _rk45(
+            fun, t0, t1, y0, args, ts, rtol, atol, first_step, max_step, max_steps, detect_stiff=True
+        )
+        if isinstance(switch, Solution):
+            return Solution(switch.t, switch.y, "auto(RK45)", switch.nfev, switch.nsteps, switch.nrejected)
+        t_out, y_out = switch.t_out, switch.y_out
+        start, y_start, pending = switch.t, switch.y, switch.pending
+        nsteps, nrej, prob.nfev = switch.nsteps, switch.nrejected, switch.nfev
+        first_step, used = None, "auto(RK45->Rodas4)"
+    yf = ft.reshape(y_start, (n,)) if shape != (n,) else y_start
+    if pending is None and t_out:  # the switch point is stored already
+        t_out.pop(), y_out.pop()
+    s, r = (_bdf if m == "BDF" else _rosenbrock).integrate(
+        prob, start, t1, yf, pending, rtol, atol, first_step, max_step, max_steps - nsteps - nrej, out
+    )
+    sol = _finish(t_out, y_out, used, prob.nfev, nsteps + s, nrej + r)
+    return Solution(sol.t, sol.y, sol.method, sol.nfev, sol.nsteps, sol.nrejected, prob.njev, prob.nlu)
