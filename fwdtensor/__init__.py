@@ -17,6 +17,7 @@ from ._core import DualTensor
 from ._custom import custom_jvp
 from ._errors import (
     BackendMismatchError,
+    DerivativeLostError,
     FwdTensorError,
     NotDifferentiableError,
     StructureError,
@@ -57,6 +58,9 @@ _core.FT = sys.modules[__name__]
 
 from . import fft, linalg  # noqa: E402  (the extensions need the namespace above)
 from ._distributed import DistributedError, distributed_jacfwd  # noqa: E402
+from . import _numpy_protocols  # noqa: E402  (NumPy's protocols: np.sin(d), np.sum(d), d.sum())
+
+_core.NUMPY = _numpy_protocols
 
 __all__ = [
     "DualTensor",
@@ -88,6 +92,7 @@ __all__ = [
     "TangentError",
     "BackendMismatchError",
     "NotDifferentiableError",
+    "DerivativeLostError",
     "StructureError",
     *_extras_all,
     *sorted(_functions),

@@ -28,6 +28,9 @@ if TYPE_CHECKING:  # pragma: no cover
 
 # The fwdtensor namespace module; set by ``fwdtensor/__init__.py`` once it is built.
 FT: ModuleType = None  # type: ignore[assignment]
+# NumPy's protocols (``_numpy_protocols``: ufuncs, array functions, array methods); set by
+# ``fwdtensor/__init__.py`` like ``FT``, so the core never imports the layer above it.
+NUMPY: Any = None
 # Every rule by its name (``R.add``), filled by ``_namespace`` from the rule tables.
 R = SimpleNamespace()
 
@@ -68,9 +71,14 @@ class DualTensor:
     """
 
     __slots__ = ("primal", "_t", "level", "_B", "xp", "_bxp", "_owned")
-    # NumPy and torch hand mixed operations to our reflected operators only with these.
-    __array_ufunc__ = None
     __array_priority__ = 1000
+
+    # NEP 13 / NEP 18: np.sin(d), np.sum(d), ndarray + d dispatch to the namespace.
+    def __array_ufunc__(self, ufunc: Any, method: str, *inputs: Any, **kwargs: Any) -> Any:
+        return NUMPY.array_ufunc(ufunc, method, inputs, kwargs)
+
+    def __array_function__(self, func: Any, types: Any, args: tuple, kwargs: dict) -> Any:
+        return NUMPY.array_function(func, args, kwargs)
 
     primal: Any
     _t: Any
@@ -382,6 +390,40 @@ class DualTensor:
 
     def __setitem__(self, key: Any, value: Any) -> None:
         FT._setitem(self, key, value)
+
+    # ------------------------------------------- NumPy's array methods (_numpy_protocols)
+    # NumPy's signatures (d.sum(axis=0), d.reshape(2, 3), d.std(ddof=1)); NUMPY.method
+    # maps each to the namespace.
+    def reshape(self, *a, **k): return NUMPY.method("reshape", self, a, k)  # noqa: E704
+    def sum(self, *a, **k): return NUMPY.method("sum", self, a, k)  # noqa: E704
+    def mean(self, *a, **k): return NUMPY.method("mean", self, a, k)  # noqa: E704
+    def std(self, *a, **k): return NUMPY.method("std", self, a, k)  # noqa: E704
+    def var(self, *a, **k): return NUMPY.method("var", self, a, k)  # noqa: E704
+    def prod(self, *a, **k): return NUMPY.method("prod", self, a, k)  # noqa: E704
+    def max(self, *a, **k): return NUMPY.method("max", self, a, k)  # noqa: E704
+    def min(self, *a, **k): return NUMPY.method("min", self, a, k)  # noqa: E704
+    def cumsum(self, *a, **k): return NUMPY.method("cumsum", self, a, k)  # noqa: E704
+    def cumprod(self, *a, **k): return NUMPY.method("cumprod", self, a, k)  # noqa: E704
+    def dot(self, *a, **k): return NUMPY.method("dot", self, a, k)  # noqa: E704
+    def ravel(self, *a, **k): return NUMPY.method("ravel", self, a, k)  # noqa: E704
+    def flatten(self, *a, **k): return NUMPY.method("flatten", self, a, k)  # noqa: E704
+    def squeeze(self, *a, **k): return NUMPY.method("squeeze", self, a, k)  # noqa: E704
+    def transpose(self, *a, **k): return NUMPY.method("transpose", self, a, k)  # noqa: E704
+    def swapaxes(self, *a, **k): return NUMPY.method("swapaxes", self, a, k)  # noqa: E704
+    def astype(self, *a, **k): return NUMPY.method("astype", self, a, k)  # noqa: E704
+    def copy(self, *a, **k): return NUMPY.method("copy", self, a, k)  # noqa: E704
+    def clip(self, *a, **k): return NUMPY.method("clip", self, a, k)  # noqa: E704
+    def round(self, *a, **k): return NUMPY.method("round", self, a, k)  # noqa: E704
+    def all(self, *a, **k): return NUMPY.method("all", self, a, k)  # noqa: E704
+    def any(self, *a, **k): return NUMPY.method("any", self, a, k)  # noqa: E704
+    def conj(self, *a, **k): return NUMPY.method("conj", self, a, k)  # noqa: E704
+    def trace(self, *a, **k): return NUMPY.method("trace", self, a, k)  # noqa: E704
+    def diagonal(self, *a, **k): return NUMPY.method("diagonal", self, a, k)  # noqa: E704
+    def argmax(self, *a, **k): return NUMPY.method("argmax", self, a, k)  # noqa: E704
+    def argmin(self, *a, **k): return NUMPY.method("argmin", self, a, k)  # noqa: E704
+    conjugate = conj
+    real = property(lambda self: NUMPY.method("real", self, (), {}))
+    imag = property(lambda self: NUMPY.method("imag", self, (), {}))
 
     # ------------------------------------------------------------ lazy backends
     def compute(self, **kwargs: Any) -> DualTensor:

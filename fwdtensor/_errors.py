@@ -79,3 +79,30 @@ def missing_function(name: str, xp: object) -> NotDifferentiableError:
         f"the backend {backend} has no function {name!r}, which this operation needs; "
         "convert the arrays to a backend that has it (e.g. NumPy) for this step"
     )
+
+
+class DerivativeLostError(FwdTensorError, TypeError):
+    """A dual carrying a tangent was about to become a plain number or array (its tangent dropped)."""
+
+
+def derivative_lost(where: str) -> DerivativeLostError:
+    return DerivativeLostError(
+        f"{where} would drop the tangent of a DualTensor; write into a DualTensor (out=dual), "
+        "or pass .primal on purpose if the derivative is not wanted"
+    )
+
+
+def numpy_no_rule(name: str, alternative: str) -> NotDifferentiableError:
+    return NotDifferentiableError(
+        f"{name} has no derivative rule for DualTensors that carry a tangent; {alternative}, "
+        "or give it a rule with ft.custom_jvp (see docs/numpy.md); "
+        "without a tangent, NumPy runs it on the primal values"
+    )
+
+
+def scipy_no_rule(name: str) -> NotDifferentiableError:
+    return NotDifferentiableError(
+        f"scipy.special.{name} has no rule in ft.special, so its derivative is unknown; write one "
+        f"with ft.custom_jvp (f = ft.custom_jvp(scipy.special.{name}); @f.defjvp ...), or use "
+        "ft.special if it has the function"
+    )
