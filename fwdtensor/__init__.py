@@ -9,6 +9,7 @@ on duals unchanged.
 
 from __future__ import annotations
 
+import importlib
 import sys
 from typing import TYPE_CHECKING
 
@@ -58,9 +59,9 @@ _core.FT = sys.modules[__name__]
 
 from . import fft, linalg  # noqa: E402  (the extensions need the namespace above)
 from ._distributed import DistributedError, distributed_jacfwd  # noqa: E402
-from . import _numpy_protocols  # noqa: E402  (NumPy's protocols: np.sin(d), np.sum(d), d.sum())
 
-_core.NUMPY = _numpy_protocols
+# NumPy's protocols (np.sin(d), np.sum(d), d.sum()) reach the namespace through this hook.
+_core.NUMPY = importlib.import_module(__name__ + "._numpy_protocols")
 
 __all__ = [
     "DualTensor",

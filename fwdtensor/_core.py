@@ -55,6 +55,17 @@ class DivBy:
 _NOT_ARRAYS = frozenset({int, float, complex, bool, DivBy, object, type(None)})
 
 
+def _numpy_method(name: str) -> Any:
+    """NumPy's array method ``name`` for DualTensor, answered by ``NUMPY.method``."""
+
+    def method(self: DualTensor, *args: Any, **kwargs: Any) -> Any:
+        return NUMPY.method(name, self, args, kwargs)
+
+    method.__name__ = method.__qualname__ = name
+    method.__doc__ = f"NumPy's ``ndarray.{name}`` with NumPy's arguments, on the dual (derivative included)."
+    return method
+
+
 class DualTensor:
     """An array together with its tangent: a point and B directional derivatives.
 
@@ -392,38 +403,37 @@ class DualTensor:
         FT._setitem(self, key, value)
 
     # ------------------------------------------- NumPy's array methods (_numpy_protocols)
-    # NumPy's signatures (d.sum(axis=0), d.reshape(2, 3), d.std(ddof=1)); NUMPY.method
-    # maps each to the namespace.
-    def reshape(self, *a, **k): return NUMPY.method("reshape", self, a, k)  # noqa: E704
-    def sum(self, *a, **k): return NUMPY.method("sum", self, a, k)  # noqa: E704
-    def mean(self, *a, **k): return NUMPY.method("mean", self, a, k)  # noqa: E704
-    def std(self, *a, **k): return NUMPY.method("std", self, a, k)  # noqa: E704
-    def var(self, *a, **k): return NUMPY.method("var", self, a, k)  # noqa: E704
-    def prod(self, *a, **k): return NUMPY.method("prod", self, a, k)  # noqa: E704
-    def max(self, *a, **k): return NUMPY.method("max", self, a, k)  # noqa: E704
-    def min(self, *a, **k): return NUMPY.method("min", self, a, k)  # noqa: E704
-    def cumsum(self, *a, **k): return NUMPY.method("cumsum", self, a, k)  # noqa: E704
-    def cumprod(self, *a, **k): return NUMPY.method("cumprod", self, a, k)  # noqa: E704
-    def dot(self, *a, **k): return NUMPY.method("dot", self, a, k)  # noqa: E704
-    def ravel(self, *a, **k): return NUMPY.method("ravel", self, a, k)  # noqa: E704
-    def flatten(self, *a, **k): return NUMPY.method("flatten", self, a, k)  # noqa: E704
-    def squeeze(self, *a, **k): return NUMPY.method("squeeze", self, a, k)  # noqa: E704
-    def transpose(self, *a, **k): return NUMPY.method("transpose", self, a, k)  # noqa: E704
-    def swapaxes(self, *a, **k): return NUMPY.method("swapaxes", self, a, k)  # noqa: E704
-    def astype(self, *a, **k): return NUMPY.method("astype", self, a, k)  # noqa: E704
-    def copy(self, *a, **k): return NUMPY.method("copy", self, a, k)  # noqa: E704
-    def clip(self, *a, **k): return NUMPY.method("clip", self, a, k)  # noqa: E704
-    def round(self, *a, **k): return NUMPY.method("round", self, a, k)  # noqa: E704
-    def all(self, *a, **k): return NUMPY.method("all", self, a, k)  # noqa: E704
-    def any(self, *a, **k): return NUMPY.method("any", self, a, k)  # noqa: E704
-    def conj(self, *a, **k): return NUMPY.method("conj", self, a, k)  # noqa: E704
-    def trace(self, *a, **k): return NUMPY.method("trace", self, a, k)  # noqa: E704
-    def diagonal(self, *a, **k): return NUMPY.method("diagonal", self, a, k)  # noqa: E704
-    def argmax(self, *a, **k): return NUMPY.method("argmax", self, a, k)  # noqa: E704
-    def argmin(self, *a, **k): return NUMPY.method("argmin", self, a, k)  # noqa: E704
+    # NumPy's signatures (d.sum(axis=0), d.reshape(2, 3), d.std(ddof=1)), through the namespace.
+    reshape = _numpy_method("reshape")
+    sum = _numpy_method("sum")
+    mean = _numpy_method("mean")
+    std = _numpy_method("std")
+    var = _numpy_method("var")
+    prod = _numpy_method("prod")
+    max = _numpy_method("max")
+    min = _numpy_method("min")
+    cumsum = _numpy_method("cumsum")
+    cumprod = _numpy_method("cumprod")
+    dot = _numpy_method("dot")
+    ravel = _numpy_method("ravel")
+    flatten = _numpy_method("flatten")
+    squeeze = _numpy_method("squeeze")
+    transpose = _numpy_method("transpose")
+    swapaxes = _numpy_method("swapaxes")
+    astype = _numpy_method("astype")
+    copy = _numpy_method("copy")
+    clip = _numpy_method("clip")
+    round = _numpy_method("round")
+    all = _numpy_method("all")
+    any = _numpy_method("any")
+    conj = _numpy_method("conj")
+    trace = _numpy_method("trace")
+    diagonal = _numpy_method("diagonal")
+    argmax = _numpy_method("argmax")
+    argmin = _numpy_method("argmin")
     conjugate = conj
-    real = property(lambda self: NUMPY.method("real", self, (), {}))
-    imag = property(lambda self: NUMPY.method("imag", self, (), {}))
+    real = property(_numpy_method("real"), doc="The real part (NumPy's attribute).")
+    imag = property(_numpy_method("imag"), doc="The imaginary part (NumPy's attribute).")
 
     # ------------------------------------------------------------ lazy backends
     def compute(self, **kwargs: Any) -> DualTensor:

@@ -19,6 +19,8 @@ import numpy as np
 
 from . import _core, _errors
 from . import _numpy_functions as nf
+from . import fft as ft_fft
+from . import linalg as ft_linalg
 from ._core import DualTensor
 
 ft: Any = _core.FT
@@ -204,14 +206,14 @@ def _linalg_norm(x: Any, ord: Any = None, axis: Any = None, keepdims: bool = Fal
     x = nf.arr(x)
     if axis is None:
         if ord is None:
-            return ft.linalg.vector_norm(x, axis=None, keepdims=keepdims)
+            return ft_linalg.vector_norm(x, axis=None, keepdims=keepdims)
         axis = (0,) if x.ndim == 1 else (0, 1)
     if isinstance(axis, int) or len(axis) == 1:
         ax = axis if isinstance(axis, int) else axis[0]
-        return ft.linalg.vector_norm(x, axis=ax, keepdims=keepdims, ord=2 if ord is None else ord)
+        return ft_linalg.vector_norm(x, axis=ax, keepdims=keepdims, ord=2 if ord is None else ord)
     a0, a1 = (a + x.ndim if a < 0 else a for a in axis)
     y = ft.moveaxis(x, (a0, a1), (-2, -1))
-    r = ft.linalg.matrix_norm(y, ord="fro" if ord is None else ord)
+    r = ft_linalg.matrix_norm(y, ord="fro" if ord is None else ord)
     if keepdims:
         r = nf.expand_dims(r, tuple(sorted((a0, a1))))
     return r
@@ -219,16 +221,16 @@ def _linalg_norm(x: Any, ord: Any = None, axis: Any = None, keepdims: bool = Fal
 
 def _svd(a: Any, full_matrices: bool = True, compute_uv: bool = True, hermitian: bool = False) -> Any:
     if not compute_uv:
-        return ft.linalg.svdvals(nf.arr(a))
-    return ft.linalg.svd(nf.arr(a), full_matrices=full_matrices)
+        return ft_linalg.svdvals(nf.arr(a))
+    return ft_linalg.svd(nf.arr(a), full_matrices=full_matrices)
 
 
 def _eigh(a: Any, UPLO: str = "L") -> Any:
     a = nf.arr(a)
     a = ft.tril(a) if UPLO == "L" else ft.triu(a)  # NumPy reads one triangle only
-    diag = ft.linalg.diagonal(a)
+    diag = ft_linalg.diagonal(a)
     full = ft.add(a, ft.conj(ft.matrix_transpose(a)))
-    return ft.linalg.eigh(ft.subtract(full, _diag_embed(diag)))
+    return ft_linalg.eigh(ft.subtract(full, _diag_embed(diag)))
 
 
 def _eigvalsh(a: Any, UPLO: str = "L") -> Any:
@@ -254,24 +256,24 @@ def _one(fn: Callable) -> Callable:
 
 
 def _solve(a: Any, b: Any) -> Any:
-    return ft.linalg.solve(nf.arr(a), nf.arr(b))
+    return ft_linalg.solve(nf.arr(a), nf.arr(b))
 
 
 def _cholesky(a: Any, /, *, upper: bool = False) -> Any:
-    return ft.linalg.cholesky(nf.arr(a), upper=upper)
+    return ft_linalg.cholesky(nf.arr(a), upper=upper)
 
 
 def _pinv(a: Any, rcond: Any = None, hermitian: bool = False, *, rtol: Any = nf._NV) -> Any:
     r = rtol if rtol is not nf._NV else rcond
-    return ft.linalg.pinv(nf.arr(a), rtol=r)
+    return ft_linalg.pinv(nf.arr(a), rtol=r)
 
 
 def _qr(a: Any, mode: str = "reduced") -> Any:
-    return ft.linalg.qr(nf.arr(a), mode=mode)
+    return ft_linalg.qr(nf.arr(a), mode=mode)
 
 
 def _fft(name: str) -> Callable:
-    fn = getattr(ft.fft, name)
+    fn = getattr(ft_fft, name)
 
     def one(a: Any, n: Any = None, axis: int = -1, norm: Any = None, out: Any = None) -> Any:
         return nf.put(fn(nf.arr(a), n=n, axis=axis, norm=norm or "backward"), out, "fft." + name)
@@ -280,7 +282,7 @@ def _fft(name: str) -> Callable:
 
 
 def _fftn(name: str, default_axes: Any = None) -> Callable:
-    fn = getattr(ft.fft, name)
+    fn = getattr(ft_fft, name)
 
     def many(a: Any, s: Any = None, axes: Any = default_axes, norm: Any = None, out: Any = None) -> Any:
         ax = None if axes is None else tuple(axes)
@@ -291,7 +293,7 @@ def _fftn(name: str, default_axes: Any = None) -> Callable:
 
 
 def _shift(name: str) -> Callable:
-    fn = getattr(ft.fft, name)
+    fn = getattr(ft_fft, name)
     return lambda x, axes=None: fn(
         nf.arr(x), axes=axes if axes is None or isinstance(axes, int) else tuple(axes)
     )
@@ -342,15 +344,15 @@ def _functions() -> dict[Any, Callable]:
         table[np.unique_values] = lambda x: ft.unique_values(nf.ravel(x))
     la = np.linalg
     table.update({
-        la.solve: _solve, la.inv: _one(ft.linalg.inv), la.det: _one(ft.linalg.det),
-        la.slogdet: _one(ft.linalg.slogdet), la.norm: _linalg_norm, la.eigh: _eigh,
-        la.eigvalsh: _eigvalsh, la.svd: _svd, la.svdvals: _one(ft.linalg.svdvals), la.qr: _qr,
-        la.cholesky: _cholesky, la.pinv: _pinv, la.matrix_power: _one(ft.linalg.matrix_power),
-        la.eig: _one(ft.linalg.eig), la.eigvals: _one(ft.linalg.eigvals), la.multi_dot: _multi_dot,
-        la.matrix_norm: _one(ft.linalg.matrix_norm), la.vector_norm: _one(ft.linalg.vector_norm),
-        la.trace: _one(ft.linalg.trace), la.outer: nf.outer, la.cross: nf.cross,
+        la.solve: _solve, la.inv: _one(ft_linalg.inv), la.det: _one(ft_linalg.det),
+        la.slogdet: _one(ft_linalg.slogdet), la.norm: _linalg_norm, la.eigh: _eigh,
+        la.eigvalsh: _eigvalsh, la.svd: _svd, la.svdvals: _one(ft_linalg.svdvals), la.qr: _qr,
+        la.cholesky: _cholesky, la.pinv: _pinv, la.matrix_power: _one(ft_linalg.matrix_power),
+        la.eig: _one(ft_linalg.eig), la.eigvals: _one(ft_linalg.eigvals), la.multi_dot: _multi_dot,
+        la.matrix_norm: _one(ft_linalg.matrix_norm), la.vector_norm: _one(ft_linalg.vector_norm),
+        la.trace: _one(ft_linalg.trace), la.outer: nf.outer, la.cross: nf.cross,
         la.matmul: nf.matmul, la.tensordot: nf.tensordot, la.vecdot: nf.vecdot,
-        la.diagonal: _one(ft.linalg.diagonal), la.matrix_transpose: _one(ft.matrix_transpose),
+        la.diagonal: _one(ft_linalg.diagonal), la.matrix_transpose: _one(ft.matrix_transpose),
     })  # fmt: skip
     for name in ("fft", "ifft", "rfft", "irfft", "hfft", "ihfft"):
         table[getattr(np.fft, name)] = _fft(name)
