@@ -91,6 +91,10 @@ class DualTensor:
     def __array_function__(self, func: Any, types: Any, args: tuple, kwargs: dict) -> Any:
         return NUMPY.array_function(func, args, kwargs)
 
+    @classmethod
+    def __torch_function__(cls, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
+        return NUMPY.torch_function(func, args, kwargs or {})  # torch.sin(d) on torch-backed duals
+
     primal: Any
     _t: Any
     level: int

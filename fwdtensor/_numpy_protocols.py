@@ -433,6 +433,55 @@ def array_function(func: Any, args: tuple, kwargs: dict) -> Any:
     raise _errors.numpy_no_rule(name, hint)
 
 
+# ----------------------------------------------------------------------- torch
+# torch function name -> namespace function name, for the elementwise functions whose
+# torch signature (input[, other]) is the standard's.
+_TORCH_SAME = {
+    **{n: n for n in (
+        "sin", "cos", "tan", "exp", "expm1", "log", "log1p", "log2", "log10", "sqrt", "tanh",
+        "sinh", "cosh", "abs", "floor", "ceil", "trunc", "sign", "square", "asin", "acos", "atan",
+        "asinh", "acosh", "atanh", "atan2", "hypot", "logaddexp", "maximum", "minimum", "real",
+        "imag", "conj", "matmul", "reciprocal", "negative", "positive", "add", "subtract",
+        "multiply", "divide", "pow", "where",
+    )},
+    "sub": "subtract", "mul": "multiply", "div": "divide", "true_divide": "divide", "neg": "negative",
+    "absolute": "abs", "arcsin": "asin", "arccos": "acos", "arctan": "atan", "arctan2": "atan2",
+    "arcsinh": "asinh", "arccosh": "acosh", "arctanh": "atanh", "clamp": "clip", "clip": "clip",
+}  # fmt: skip
+
+
+def _torch_reduce(fn: Callable) -> Callable:
+    def reduce(input: Any, dim: Any = None, keepdim: bool = False, *, dtype: Any = None) -> Any:
+        x = input if dtype is None else ft.astype(input, dtype)
+        return fn(x, axis=tuple(dim) if isinstance(dim, list) else dim, keepdims=keepdim)
+
+    return reduce
+
+
+_TORCH_REDUCE = {"sum": _torch_reduce(ft.sum), "mean": _torch_reduce(ft.mean), "prod": _torch_reduce(ft.prod)}
+
+
+def torch_function(func: Any, args: tuple, kwargs: dict) -> Any:
+    """``__torch_function__``: torch's elementwise functions and sum/mean/prod on duals.
+
+    Operators (``tensor + dual``) are left to the dual's reflected methods; every other
+    torch function raises and names the fwdtensor function to call instead.
+    """
+    name = getattr(func, "__name__", "")
+    if name.startswith("__"):
+        return NotImplemented  # torch turns this into NotImplemented: Python tries d.__radd__
+    fn = _TORCH_REDUCE.get(name)
+    if fn is not None:
+        return fn(*args, **kwargs)
+    ftname = _TORCH_SAME.get(name)
+    if ftname is not None and not kwargs:
+        return getattr(ft, ftname)(*args)
+    if not (_any_tangent(args) or _any_tangent(kwargs.values())):
+        return func(*_strip(args), **_strip(kwargs))
+    alt = f"ft.{ftname or name}" if hasattr(ft, ftname or name) else "the fwdtensor namespace (ft.*)"
+    raise _errors.numpy_no_rule(f"torch.{name}", f"call {alt} on the dual (it runs on torch-backed duals)")
+
+
 # --------------------------------------------------------------- array methods
 def _reshape_method(self: Any, *shape: Any, order: str = "C", copy: Any = None) -> Any:
     if len(shape) == 1 and not isinstance(shape[0], (int, np.integer)):
