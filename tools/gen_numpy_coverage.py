@@ -22,6 +22,7 @@ PAGE = ROOT / "docs" / "numpy-coverage.md"
 
 def _target(fn: object) -> str:
     """How a table entry is spelled in the page: ``ft.sin`` or the adapter's NumPy-style name."""
+    fn = getattr(fn, "target", fn)  # a thin adapter around one namespace function
     mod = getattr(fn, "__module__", "") or ""
     name = getattr(fn, "__name__", repr(fn))
     if mod.startswith("fwdtensor.") and mod.split(".")[1] in ("linalg", "fft"):
