@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import importlib
 import sys
+from importlib.metadata import PackageNotFoundError
+from importlib.metadata import version as _dist_version
 from typing import TYPE_CHECKING
 
 from . import _core
@@ -46,7 +48,10 @@ from .rules.creation import asarray
 from .rules.indexing import getitem as _getitem  # noqa: F401
 from .rules.indexing import setitem as _setitem  # noqa: F401
 
-__version__ = "0.1.0"
+try:  # one source of truth: the installed distribution's metadata (pyproject.toml)
+    __version__ = _dist_version("fwdtensor")
+except PackageNotFoundError:  # pragma: no cover  (imported from a source tree that was never installed)
+    __version__ = "0+unknown"
 __array_api_version__ = "2025.12"
 
 # The standard's functions, generated from the rule tables (names listed in _namespace_functions.pyi).
