@@ -74,11 +74,22 @@ _PLAIN = frozenset({DualTensor, np.ndarray, int, float, complex, bool})
 
 
 def _operands(inputs: tuple) -> tuple:
-    """Inputs NumPy handed over, with NumPy scalars and sequences made arrays."""
+    """Inputs NumPy handed over, with NumPy scalars and sequences made arrays.
+
+    A NumPy scalar of a dual's own dtype becomes a Python scalar (same result, cheaper path);
+    any other keeps its dtype as a 0-d array, so NumPy's promotion rules hold.
+    """
     for x in inputs:
         if type(x) not in _PLAIN:
-            return tuple(nf.operand(x) if type(x) not in _PLAIN else x for x in inputs)
+            dtypes = {x.dtype for x in inputs if type(x) is DualTensor}
+            return tuple(_operand(x, dtypes) if type(x) not in _PLAIN else x for x in inputs)
     return inputs
+
+
+def _operand(x: Any, dtypes: set) -> Any:
+    if isinstance(x, np.generic) and x.dtype in dtypes:
+        return x.item()
+    return nf.operand(x)
 
 
 def _any_tangent(seq: Any) -> bool:

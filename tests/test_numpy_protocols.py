@@ -392,7 +392,7 @@ def test_numpy_call_against_finite_differences(case, dtype):
     assert_close(_flat(out), _flat(f(*xs)), dtype, what=f"primal of {case[0]}")
 
 
-@pytest.mark.parametrize("case", CASES[::3], ids=IDS[::3])
+@pytest.mark.parametrize("case", CASES, ids=IDS)
 def test_batched_equals_three_single_directions(case):
     f, xs, _ = _inputs(case, "float64")
     rng = np.random.default_rng(zlib.crc32(b"batched" + case[0].encode()))
@@ -474,6 +474,16 @@ def test_constants_just_work():
     np.testing.assert_array_equal(np.argsort(t), np.argsort(x))
     assert np.allclose(t, x) and np.all(t > 0) and np.isclose(t, x).all()
     np.testing.assert_array_equal(np.isfinite(t), np.ones(4, bool))
+
+
+def test_numpy_scalars_follow_numpy_promotion():
+    d32 = ft.DualTensor(np.ones(3, np.float32), np.ones(3, np.float32))
+    for s in (np.float32(2.5), 2.5, np.int8(2)):
+        r = s * d32
+        assert r.dtype == (np.ones(3, np.float32) * s).dtype and r.tangent.dtype == r.dtype
+        np.testing.assert_array_equal(to_numpy(r.tangent), np.full(3, float(s), np.float32))
+    r = np.float64(2.5) * d32
+    assert r.dtype == np.float64 == (np.ones(3, np.float32) * np.float64(2.5)).dtype
 
 
 def test_comparisons_give_plain_booleans():
