@@ -1018,3 +1018,176 @@ def modf(x, /, **kw):
     x = operand(x)
     i = ft.trunc(x)
     return ft.subtract(x, i), i
+
+
+# ------------------------------------------------------- statistics and signals
+def cov(m, y=None, rowvar=True, bias=False, ddof=None, fweights=None, aweights=None, *, dtype=None):
+    """Covariance of the rows (variables) of ``m``: centred products over the observations."""
+    if fweights is not None or aweights is not None:
+        raise unsupported("cov", "fweights= or aweights=")
+    x = atleast_2d(_f(m))
+    if not rowvar and x.shape[0] != 1:
+        x = ft.matrix_transpose(x)
+    if y is not None:
+        yy = atleast_2d(_f(y))
+        if not rowvar and yy.shape[0] != 1:
+            yy = ft.matrix_transpose(yy)
+        x = ft.concat([x, yy], axis=0)
+    n = x.shape[1]
+    dd = (0 if bias else 1) if ddof is None else ddof
+    xc = ft.subtract(x, ft.mean(x, axis=1, keepdims=True))
+    c = ft.divide(ft.matmul(xc, ft.conj(ft.matrix_transpose(xc))), n - dd)
+    c = _cast(c, dtype)
+    return ft.reshape(c, ()) if c.shape == (1, 1) else c
+
+
+def corrcoef(x, y=None, rowvar=True, *, dtype=None):
+    c = cov(x, y, rowvar, dtype=dtype)
+    if c.ndim == 0:
+        return ft.divide(c, c)
+    d = ft.sqrt(ft.real(ft.linalg.diagonal(c)))
+    return ft.divide(ft.divide(c, ft.reshape(d, (-1, 1))), ft.reshape(d, (1, -1)))
+
+
+def convolve(a, v, mode="full"):
+    """Discrete linear convolution as a sum of shifted, scaled copies (one per kernel entry)."""
+    a, v = ft.reshape(arr(a), (-1,)), ft.reshape(arr(v), (-1,))
+    if v.shape[0] > a.shape[0]:
+        a, v = v, a
+    n, m = a.shape[0], v.shape[0]
+    full = None
+    for k in range(m):
+        term = ft.multiply(pad(a, (k, m - 1 - k)), v[k])
+        full = term if full is None else ft.add(full, term)
+    if mode == "full":
+        return full
+    if mode == "same":
+        start = (m - 1) // 2
+        return full[start : start + n]
+    if mode == "valid":
+        return full[m - 1 : n]
+    raise ValueError(f"mode must be one of 'full', 'same' or 'valid', got {mode!r}")
+
+
+def correlate(a, v, mode="valid"):
+    return convolve(a, ft.conj(ft.flip(ft.reshape(arr(v), (-1,)), axis=0)), mode)
+
+
+def logsumexp_reduce(a, axis=0, keepdims=False, base2=False):
+    """``np.logaddexp.reduce``: a shifted log-sum-exp (the shift's derivative cancels)."""
+    a = _f(a)
+    if base2:
+        a = ft.multiply(a, math.log(2.0))
+    m = ft.max(innermost(a), axis=_axis(axis), keepdims=True)  # a constant shift
+    m = np.where(np.isfinite(m), m, 0.0)
+    r = ft.add(ft.log(ft.sum(ft.exp(ft.subtract(a, m)), axis=_axis(axis), keepdims=True)), m)
+    if not keepdims:
+        r = ft.squeeze(r, axis=_axis(axis) if axis is not None else tuple(range(r.ndim)))
+    return ft.divide(r, math.log(2.0)) if base2 else r
+
+
+def _cumulative_extreme(fn: Any, a: Any, axis: int) -> Any:
+    """A running maximum or minimum along ``axis`` (one ``fn`` per element of the axis)."""
+    a = ft.moveaxis(arr(a), axis, 0)
+    parts = [a[0, ...]]
+    for i in range(1, a.shape[0]):
+        parts.append(fn(parts[-1], a[i, ...]))
+    return ft.moveaxis(ft.stack(parts, axis=0), 0, axis)
+
+
+def cummax(a, axis=0):
+    return _cumulative_extreme(ft.maximum, a, axis)
+
+
+def cummin(a, axis=0):
+    return _cumulative_extreme(ft.minimum, a, axis)
+
+
+def _nan_filled(a: Any, value: float) -> Any:
+    a = arr(a)
+    return ft.where(np.isnan(np.asarray(innermost(a))), value, a)
+
+
+def nanmax(a, axis=None, out=None, keepdims=False, initial=_NV, where=_NV):
+    return max(_nan_filled(a, -math.inf), axis, out, keepdims, initial, where)
+
+
+def nanmin(a, axis=None, out=None, keepdims=False, initial=_NV, where=_NV):
+    return min(_nan_filled(a, math.inf), axis, out, keepdims, initial, where)
+
+
+def nanprod(a, axis=None, dtype=None, out=None, keepdims=False, initial=_NV, where=_NV):
+    return prod(_nan_filled(a, 1.0), axis, dtype, out, keepdims, initial, where)
+
+
+def nancumsum(a, axis=None, dtype=None, out=None):
+    return cumsum(_nan_filled(a, 0.0), axis, dtype, out)
+
+
+def nanvar(
+    a, axis=None, dtype=None, out=None, ddof=0, keepdims=False, *, where=_NV, mean=_NV, correction=_NV
+):
+    a = _f(a)
+    ok = np.logical_not(np.isnan(np.asarray(innermost(a))))
+    n = np.sum(ok, axis=_axis(axis), keepdims=True)
+    c = correction if _given(correction) else ddof
+    mu = ft.divide(ft.sum(ft.where(ok, a, 0.0), axis=_axis(axis), keepdims=True), n)
+    dev = ft.where(ok, ft.abs(ft.subtract(a, mu)), 0.0)
+    r = ft.divide(ft.sum(ft.square(dev), axis=_axis(axis), keepdims=True), n - c)
+    if not keepdims:
+        r = ft.squeeze(r, axis=_axis(axis) if axis is not None else tuple(range(r.ndim)))
+    return put(_cast(r, dtype), out, "nanvar")
+
+
+def nanstd(
+    a, axis=None, dtype=None, out=None, ddof=0, keepdims=False, *, where=_NV, mean=_NV, correction=_NV
+):
+    r = nanvar(a, axis, dtype, None, ddof, keepdims, correction=correction)
+    return put(ft.sqrt(r), out, "nanstd")
+
+
+def logspace(start, stop, num=50, endpoint=True, base=10.0, dtype=None, axis=0):
+    return _cast(ft.pow(base, linspace(start, stop, num, endpoint, axis=axis)), dtype)
+
+
+def fix(x, out=None):
+    return put(ft.trunc(arr(x)), out, "fix")
+
+
+def ediff1d(ary, to_end=None, to_begin=None):
+    d = ft.diff(ft.reshape(arr(ary), (-1,)))
+    parts = [ft.reshape(arr(v), (-1,)) for v in (to_begin,) if v is not None]
+    parts += [d] + [ft.reshape(arr(v), (-1,)) for v in (to_end,) if v is not None]
+    return ft.concat(parts, axis=0) if len(parts) > 1 else d
+
+
+def vander(x, N=None, increasing=False):
+    x = ft.reshape(arr(x), (-1, 1))
+    n = x.shape[0] if N is None else N
+    powers = np.arange(n) if increasing else np.arange(n)[::-1].copy()
+    return ft.pow(x, powers.astype(innermost(x).dtype))
+
+
+def cond(x, p=None):
+    """The 2-norm condition number (``p=None`` or 2): largest over smallest singular value."""
+    if p not in (None, 2, -2):
+        raise unsupported("linalg.cond", f"p={p!r}")
+    s = ft.linalg.svdvals(arr(x))
+    big, small = ft.max(s, axis=-1), ft.min(s, axis=-1)
+    return ft.divide(small, big) if p == -2 else ft.divide(big, small)
+
+
+def lstsq(a, b, rcond=None):
+    """Least squares through the pseudo-inverse; returns NumPy's (x, residuals, rank, s)."""
+    a, b = arr(a), arr(b)
+    x = ft.matmul(ft.linalg.pinv(a), b)
+    s = ft.linalg.svdvals(a)
+    rank = int(np.linalg.matrix_rank(np.asarray(innermost(a))))
+    m, n = a.shape
+    if rank == n and m > n:
+        r = ft.subtract(ft.matmul(a, x), b)
+        res = ft.sum(ft.square(ft.abs(r)), axis=0)
+        res = ft.reshape(res, (1,)) if res.ndim == 0 else res
+    else:
+        res = np.empty((0,), dtype=innermost(a).dtype)
+    return x, res, rank, s

@@ -63,12 +63,33 @@ for _n, _f in _EXTRA.items():
     if hasattr(np, _n):  # matvec/vecmat are NumPy >= 2.2
         UFUNCS[getattr(np, _n)] = _f
 
+
+def logaddexp_reduce(a: Any, axis: Any = 0, keepdims: bool = False) -> Any:
+    return nf.logsumexp_reduce(a, axis, keepdims)
+
+
+def logaddexp2_reduce(a: Any, axis: Any = 0, keepdims: bool = False) -> Any:
+    return nf.logsumexp_reduce(a, axis, keepdims, base2=True)
+
+
+def fmax_reduce(a: Any, axis: Any = 0, keepdims: bool = False) -> Any:
+    return nf.nanmax(a, axis=axis, keepdims=keepdims)
+
+
+def fmin_reduce(a: Any, axis: Any = 0, keepdims: bool = False) -> Any:
+    return nf.nanmin(a, axis=axis, keepdims=keepdims)
+
+
 # ufunc.reduce and ufunc.accumulate: the namespace's reductions and cumulative functions.
 REDUCE: dict[Any, Callable] = {
     np.add: ft.sum, np.multiply: ft.prod, np.maximum: ft.max, np.minimum: ft.min,
-    np.logical_and: ft.all, np.logical_or: ft.any,
+    np.logical_and: ft.all, np.logical_or: ft.any, np.logaddexp: logaddexp_reduce,
+    np.logaddexp2: logaddexp2_reduce, np.fmax: fmax_reduce, np.fmin: fmin_reduce,
 }  # fmt: skip
-ACCUMULATE: dict[Any, Callable] = {np.add: ft.cumulative_sum, np.multiply: ft.cumulative_prod}
+ACCUMULATE: dict[Any, Callable] = {
+    np.add: ft.cumulative_sum, np.multiply: ft.cumulative_prod, np.maximum: nf.cummax,
+    np.minimum: nf.cummin,
+}  # fmt: skip
 
 _PLAIN = frozenset({DualTensor, np.ndarray, int, float, complex, bool})
 
@@ -349,7 +370,8 @@ def _functions() -> dict[Any, Callable]:
         "repeat", "broadcast_to", "broadcast_arrays", "pad", "diff", "gradient", "trapezoid",
         "interp", "where", "select", "clip", "take", "take_along_axis", "sort", "partition", "copy",
         "astype", "meshgrid", "linspace", "real", "imag", "angle", "around", "sinc", "nan_to_num",
-        "real_if_close",
+        "real_if_close", "cov", "corrcoef", "convolve", "correlate", "nanmax", "nanmin", "nanprod",
+        "nancumsum", "nanvar", "nanstd", "logspace", "fix", "ediff1d", "vander",
     ):  # fmt: skip
         if hasattr(np, name):
             table[getattr(np, name)] = getattr(nf, name)
@@ -374,6 +396,7 @@ def _functions() -> dict[Any, Callable]:
         la.trace: _one(ft_linalg.trace), la.outer: nf.outer, la.cross: nf.cross,
         la.matmul: nf.matmul, la.tensordot: nf.tensordot, la.vecdot: nf.vecdot,
         la.diagonal: _one(ft_linalg.diagonal), la.matrix_transpose: _one(ft.matrix_transpose),
+        la.cond: nf.cond, la.lstsq: nf.lstsq,
     })  # fmt: skip
     for name in ("fft", "ifft", "rfft", "irfft", "hfft", "ihfft"):
         table[getattr(np.fft, name)] = _fft(name)
@@ -433,7 +456,10 @@ PRIMAL_ONLY = frozenset(
 )
 
 # The fwdtensor function to name in an error for a NumPy function without a row.
-_ALTERNATIVE = {"histogram": "ft.searchsorted with a sum", "convolve": "ft.fft (convolution theorem)"}
+_ALTERNATIVE = {
+    "histogram": "ft.searchsorted with a sum",
+    "unwrap": "ft.diff, ft.remainder and ft.cumulative_sum",
+}
 
 
 def array_function(func: Any, args: tuple, kwargs: dict) -> Any:
