@@ -615,8 +615,8 @@ def dsplit(ary, indices_or_sections):
 
 def roll(a, shift, axis=None):
     a = arr(a)
-    if axis is None:
-        return ft.reshape(ft.roll(ft.reshape(a, (-1,)), shift), tuple(a.shape))
+    if axis is None:  # the standard flattens and restores the shape, as NumPy does
+        return ft.roll(a, shift, axis=0) if a.ndim == 1 else ft.roll(a, shift)
     return ft.roll(a, shift, axis=_axis(axis))
 
 
