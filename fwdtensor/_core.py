@@ -89,7 +89,7 @@ class DualTensor:
         return NUMPY.array_ufunc(ufunc, method, inputs, kwargs)
 
     def __array_function__(self, func: Any, types: Any, args: tuple, kwargs: dict) -> Any:
-        return NUMPY.array_function(func, args, kwargs)
+        return NUMPY.array_function(func, types, args, kwargs)
 
     @classmethod
     def __torch_function__(cls, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:

@@ -166,10 +166,17 @@ def _no_ufunc_rule(ufunc: Any, method: str) -> Exception:
 
 def array_ufunc(ufunc: Any, method: str, inputs: tuple, kwargs: dict) -> Any:
     """NEP 13: ``ufunc.method(*inputs, **kwargs)`` with at least one dual among them."""
-    if method == "__call__" and not kwargs:
+    if method == "__call__" and not kwargs:  # the common case: np.sin(d), ndarray + d
         fn = UFUNCS.get(ufunc)
         if fn is not None:
-            return fn(*_operands(inputs))
+            for x in inputs:
+                if type(x) not in _PLAIN:
+                    break
+            else:
+                return fn(*inputs)
+    for x in (*inputs, *(kwargs.get("out") or ())):
+        if type(x) not in _PLAIN and not isinstance(x, np.ndarray) and getattr(x, "__array_ufunc__", None):
+            return NotImplemented  # another array type that overrides NumPy: NumPy asks it next
     out = kwargs.pop("out", None)
     if type(out) is tuple and len(out) == 1:
         out = out[0]
@@ -186,6 +193,8 @@ def array_ufunc(ufunc: Any, method: str, inputs: tuple, kwargs: dict) -> Any:
             raise nf.unsupported(ufunc.__name__, ", ".join(kwargs) + "=")
         r = fn(*inputs, **kwargs)
     elif method == "reduce":
+        if where is not True:  # NumPy's where= masks the reduced elements
+            raise nf.unsupported(f"{ufunc.__name__}.reduce", "where=")
         fn = REDUCE.get(ufunc)
         if fn is None:
             return _on_primals(
@@ -462,8 +471,15 @@ _ALTERNATIVE = {
 }
 
 
-def array_function(func: Any, args: tuple, kwargs: dict) -> Any:
-    """NEP 18: ``func(*args, **kwargs)`` where some argument is a dual."""
+def array_function(func: Any, types: Any, args: tuple, kwargs: dict) -> Any:
+    """NEP 18: ``func(*args, **kwargs)`` where some argument is a dual.
+
+    Another array type that overrides NumPy (not an ndarray) gets its turn first: NumPy
+    tries it when this returns ``NotImplemented``.
+    """
+    for t in types:
+        if t is not DualTensor and not issubclass(t, np.ndarray):
+            return NotImplemented
     fn = FUNCTIONS.get(func)
     if fn is not None:
         return fn(*args, **kwargs)

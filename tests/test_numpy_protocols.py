@@ -512,6 +512,28 @@ def test_numpy_scalars_follow_numpy_promotion():
     assert r.dtype == np.float64 == (np.ones(3, np.float32) * np.float64(2.5)).dtype
 
 
+class _Other:
+    """An array type of another library that overrides NumPy's functions and ufuncs."""
+
+    def __array_function__(self, func, types, args, kwargs):
+        return "other"
+
+    def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
+        return "other"
+
+
+def test_other_overriding_types_get_their_turn():
+    d = ft.DualTensor(np.ones(2), np.ones(2))
+    assert np.stack([d, _Other()]) == "other"
+    assert np.add(d, _Other()) == "other"
+
+
+def test_reduce_where_is_refused():
+    d = ft.DualTensor(np.ones(3), np.ones(3))
+    with pytest.raises(ft.NotDifferentiableError, match="where="):
+        np.add.reduce(d, where=np.array([True, False, True]))
+
+
 def test_comparisons_give_plain_booleans():
     d = ft.DualTensor(np.array([1.0, -2.0]), np.ones(2))
     for op in (np.less, np.greater_equal, np.equal, np.not_equal, np.isnan, np.signbit):
