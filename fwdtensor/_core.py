@@ -55,6 +55,23 @@ class DivBy:
 _NOT_ARRAYS = frozenset({int, float, complex, bool, DivBy, object, type(None)})
 
 
+class _NumpyOnly:
+    """``__array_ufunc__`` as NumPy sees it (on the class) and as None on a non-NumPy dual.
+
+    NumPy reads the hook from the type, so ``np.sin(d)`` reaches it for every dual. CuPy's
+    operators read it from the instance and defer to the reflected method only when it is
+    None, so ``cupy_array + d`` keeps reaching ``d.__radd__``.
+    """
+
+    def __init__(self, fn: Any) -> None:
+        self.fn = fn
+
+    def __get__(self, obj: Any, owner: Any = None) -> Any:
+        if obj is None:
+            return self.fn
+        return self.fn.__get__(obj, owner) if obj._bxp.__name__.endswith("numpy") else None
+
+
 def _numpy_method(name: str) -> Any:
     """NumPy's array method ``name`` for DualTensor, answered by ``NUMPY.method``."""
 
@@ -87,6 +104,8 @@ class DualTensor:
     # NEP 13 / NEP 18: np.sin(d), np.sum(d), ndarray + d dispatch to the namespace.
     def __array_ufunc__(self, ufunc: Any, method: str, *inputs: Any, **kwargs: Any) -> Any:
         return NUMPY.array_ufunc(ufunc, method, inputs, kwargs)
+
+    __array_ufunc__ = _NumpyOnly(__array_ufunc__)  # type: ignore[assignment]
 
     def __array_function__(self, func: Any, types: Any, args: tuple, kwargs: dict) -> Any:
         return NUMPY.array_function(func, types, args, kwargs)

@@ -528,6 +528,21 @@ def test_other_overriding_types_get_their_turn():
     assert np.add(d, _Other()) == "other"
 
 
+def test_other_backends_still_defer_to_reflected_operators(backend):
+    # CuPy's operators read __array_ufunc__ from the instance and call y.__radd__ only when
+    # it is None (NEP 13); NumPy reads it from the type. Both must keep working.
+    x = ft.DualTensor(backend.asarray(np.array([1.0, 2.0])), backend.asarray(np.array([1.0, 1.0])))
+    assert type(x).__array_ufunc__ is not None
+    if backend.name == "numpy":
+        assert callable(x.__array_ufunc__)
+    else:
+        assert x.__array_ufunc__ is None
+        if backend.name != "array_api_strict":  # strict's operators refuse other types outright
+            y = backend.asarray(np.array([3.0, 4.0])) * x
+            np.testing.assert_allclose(to_numpy(y.tangent), [3.0, 4.0])
+        np.testing.assert_allclose(to_numpy(np.sin(x).tangent), np.cos([1.0, 2.0]))
+
+
 def test_reduce_where_is_refused():
     d = ft.DualTensor(np.ones(3), np.ones(3))
     with pytest.raises(ft.NotDifferentiableError, match="where="):
