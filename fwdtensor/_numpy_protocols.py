@@ -150,7 +150,7 @@ def ufunc_function(ufunc: Any) -> Callable | None:
     fn = UFUNCS.get(ufunc)
     if fn is None:
         name = _scipy_name(ufunc)
-        special = getattr(_core.FT, "special", None)
+        special = getattr(_core.FT, "special", None) or sys.modules.get("fwdtensor.special")
         if name is not None and special is not None:
             fn = getattr(special, name, None)
     return fn

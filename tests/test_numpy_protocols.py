@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import types
 import zlib
 from pathlib import Path
 
@@ -627,6 +628,18 @@ def test_scipy_ufunc_maps_to_ft_special_or_says_how_to_add_a_rule():
     # without a tangent, SciPy runs on the primals
     const = ft.DualTensor(np.array([0.2]))
     np.testing.assert_allclose(special.struve(1.0, const), special.struve(1.0, [0.2]))
+
+
+def test_scipy_ufunc_dispatches_to_a_row_of_ft_special(monkeypatch):
+    special = pytest.importorskip("scipy.special")
+    rows = types.SimpleNamespace(expit=lambda x: 1.0 / (1.0 + ft.exp(-x)), xlogy=lambda x, y: x * ft.log(y))
+    monkeypatch.setattr(ft, "special", rows, raising=False)
+    x = np.array([-0.4, 0.3, 1.7])
+    for f, args in ((special.expit, [x]), (special.xlogy, [x, x + 2.0])):
+        dirs = [np.ones(3)] * len(args)
+        out, tout = ft.jvp(lambda *a, f=f: f(*a), args, dirs)
+        np.testing.assert_allclose(to_numpy(out), f(*args), rtol=1e-12)
+        np.testing.assert_allclose(to_numpy(tout), central_difference(f, args, dirs), rtol=1e-7)
 
 
 # ----------------------------------------------------------------------- torch
