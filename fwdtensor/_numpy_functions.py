@@ -65,6 +65,11 @@ def put(res: Any, out: Any, name: str = "") -> Any:
     return out
 
 
+def fresh(x: Any) -> Any:
+    """A new dual for ``x`` (never the caller's own object), where NumPy would return it as is."""
+    return ft.reshape(x, tuple(x.shape)) if type(x) is DualTensor else x
+
+
 def _given(v: Any) -> bool:
     return v is not _NV and v is not None
 
@@ -538,12 +543,14 @@ def stack(arrays, axis=0, out=None, *, dtype=None, casting="same_kind"):
 
 
 def atleast_1d(*arys):
-    r = [ft.reshape(x, (1,)) if x.ndim == 0 else x for x in _arrays(arys)]
+    r = [ft.reshape(x, (1,)) if x.ndim == 0 else fresh(x) for x in _arrays(arys)]
     return r[0] if len(r) == 1 else tuple(r)
 
 
 def atleast_2d(*arys):
-    r = [ft.reshape(x, (1,) * (2 - x.ndim) + tuple(x.shape)) if x.ndim < 2 else x for x in _arrays(arys)]
+    r = [
+        ft.reshape(x, (1,) * (2 - x.ndim) + tuple(x.shape)) if x.ndim < 2 else fresh(x) for x in _arrays(arys)
+    ]
     return r[0] if len(r) == 1 else tuple(r)
 
 
@@ -553,7 +560,7 @@ def atleast_3d(*arys):
             return ft.reshape(x, (1, 1, 1))
         if x.ndim == 1:
             return ft.reshape(x, (1, x.shape[0], 1))
-        return ft.reshape(x, (*x.shape, 1)) if x.ndim == 2 else x
+        return ft.reshape(x, (*x.shape, 1)) if x.ndim == 2 else fresh(x)
 
     r = [up(x) for x in _arrays(arys)]
     return r[0] if len(r) == 1 else tuple(r)
@@ -924,7 +931,7 @@ def nan_to_num(x, copy=True, nan=0.0, posinf=None, neginf=None):
     p = np.asarray(innermost(x))
     info = np.finfo(p.real.dtype) if p.dtype.kind in "fc" else None
     if info is None:
-        return x
+        return fresh(x)
     hi = info.max if posinf is None else posinf
     lo = info.min if neginf is None else neginf
     x = ft.where(np.isnan(p), nan, x)
@@ -936,9 +943,9 @@ def real_if_close(a, tol=100):
     a = arr(a)
     p = np.asarray(innermost(a))
     if p.dtype.kind != "c":
-        return a
+        return fresh(a)
     t = tol * np.finfo(p.dtype).eps if tol > 1 else tol
-    return ft.real(a) if np.all(np.abs(p.imag) < t) else a
+    return ft.real(a) if np.all(np.abs(p.imag) < t) else fresh(a)
 
 
 def exp2(x, /, **kw):
