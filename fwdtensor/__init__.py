@@ -9,6 +9,7 @@ on duals unchanged.
 
 from __future__ import annotations
 
+import importlib
 import sys
 from importlib.metadata import PackageNotFoundError
 from importlib.metadata import version as _dist_version
@@ -69,6 +70,9 @@ _debug._init_from_env()
 
 from . import fft, linalg, special  # noqa: E402  (the extensions need the namespace above)
 from ._distributed import DistributedError, distributed_jacfwd  # noqa: E402
+
+# NumPy's protocols (np.sin(d), np.sum(d), d.sum()) reach the namespace through this hook.
+_core.NUMPY = importlib.import_module(__name__ + "._numpy_protocols")
 
 __all__ = [
     "DualTensor",

@@ -29,6 +29,9 @@ if TYPE_CHECKING:  # pragma: no cover
 
 # The fwdtensor namespace module; set by ``fwdtensor/__init__.py`` once it is built.
 FT: ModuleType = None  # type: ignore[assignment]
+# NumPy's protocols (``_numpy_protocols``: ufuncs, array functions, array methods); set by
+# ``fwdtensor/__init__.py`` like ``FT``, so the core never imports the layer above it.
+NUMPY: Any = None
 # Every rule by its name (``R.add``), filled by ``_namespace`` from the rule tables.
 R = SimpleNamespace()
 
@@ -58,6 +61,34 @@ _NP_SCALARS = _backend.NP_SCALARS  # a 0-d result is stored as a 0-d array, neve
 _NOT_ARRAYS = frozenset({int, float, complex, bool, DivBy, object, type(None)})
 
 
+class _NumpyOnly:
+    """``__array_ufunc__`` as NumPy sees it (on the class) and as None on a non-NumPy dual.
+
+    NumPy reads the hook from the type, so ``np.sin(d)`` reaches it for every dual. CuPy's
+    operators read it from the instance and defer to the reflected method only when it is
+    None, so ``cupy_array + d`` keeps reaching ``d.__radd__``.
+    """
+
+    def __init__(self, fn: Any) -> None:
+        self.fn = fn
+
+    def __get__(self, obj: Any, owner: Any = None) -> Any:
+        if obj is None:
+            return self.fn
+        return self.fn.__get__(obj, owner) if obj._bxp.__name__.endswith("numpy") else None
+
+
+def _numpy_method(name: str) -> Any:
+    """NumPy's array method ``name`` for DualTensor, answered by ``NUMPY.method``."""
+
+    def method(self: DualTensor, *args: Any, **kwargs: Any) -> Any:
+        return NUMPY.method(name, self, args, kwargs)
+
+    method.__name__ = method.__qualname__ = name
+    method.__doc__ = f"NumPy's ``ndarray.{name}`` with NumPy's arguments, on the dual (derivative included)."
+    return method
+
+
 class DualTensor:
     """An array together with its tangent: a point and B directional derivatives.
 
@@ -76,9 +107,20 @@ class DualTensor:
     # ``_link`` (a view's ``(base, key)``) and ``_views`` (weak references to the views of a
     # dual) are set only on duals that indexing made or indexed; readers use getattr.
     __slots__ = ("primal", "_t", "level", "_B", "xp", "_bxp", "_owned", "_link", "_views", "__weakref__")
-    # NumPy and torch hand mixed operations to our reflected operators only with these.
-    __array_ufunc__ = None
     __array_priority__ = 1000
+
+    # NEP 13 / NEP 18: np.sin(d), np.sum(d), ndarray + d dispatch to the namespace.
+    def __array_ufunc__(self, ufunc: Any, method: str, *inputs: Any, **kwargs: Any) -> Any:
+        return NUMPY.array_ufunc(ufunc, method, inputs, kwargs)
+
+    __array_ufunc__ = _NumpyOnly(__array_ufunc__)  # type: ignore[assignment]
+
+    def __array_function__(self, func: Any, types: Any, args: tuple, kwargs: dict) -> Any:
+        return NUMPY.array_function(func, types, args, kwargs)
+
+    @classmethod
+    def __torch_function__(cls, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
+        return NUMPY.torch_function(func, args, kwargs or {})  # torch.sin(d) on torch-backed duals
 
     primal: Any
     _t: Any
@@ -439,6 +481,39 @@ class DualTensor:
 
     def __setitem__(self, key: Any, value: Any) -> None:
         FT._setitem(self, key, value)
+
+    # ------------------------------------------- NumPy's array methods (_numpy_protocols)
+    # NumPy's signatures (d.sum(axis=0), d.reshape(2, 3), d.std(ddof=1)), through the namespace.
+    reshape = _numpy_method("reshape")
+    sum = _numpy_method("sum")
+    mean = _numpy_method("mean")
+    std = _numpy_method("std")
+    var = _numpy_method("var")
+    prod = _numpy_method("prod")
+    max = _numpy_method("max")
+    min = _numpy_method("min")
+    cumsum = _numpy_method("cumsum")
+    cumprod = _numpy_method("cumprod")
+    dot = _numpy_method("dot")
+    ravel = _numpy_method("ravel")
+    flatten = _numpy_method("flatten")
+    squeeze = _numpy_method("squeeze")
+    transpose = _numpy_method("transpose")
+    swapaxes = _numpy_method("swapaxes")
+    astype = _numpy_method("astype")
+    copy = _numpy_method("copy")
+    clip = _numpy_method("clip")
+    round = _numpy_method("round")
+    all = _numpy_method("all")
+    any = _numpy_method("any")
+    conj = _numpy_method("conj")
+    trace = _numpy_method("trace")
+    diagonal = _numpy_method("diagonal")
+    argmax = _numpy_method("argmax")
+    argmin = _numpy_method("argmin")
+    conjugate = conj
+    real = property(_numpy_method("real"), doc="The real part (NumPy's attribute).")
+    imag = property(_numpy_method("imag"), doc="The imaginary part (NumPy's attribute).")
 
     # ------------------------------------------------------------ lazy backends
     def compute(self, **kwargs: Any) -> DualTensor:

@@ -161,3 +161,19 @@ def integer_argument(function: str, arg: str) -> NotDifferentiableError:
         f"{function}: the argument {arg!r} is an integer order and cannot be differentiated; "
         f"pass a constant (an integer, or an array without tangent) for {arg!r}"
     )
+
+
+def numpy_no_rule(name: str, alternative: str) -> NotDifferentiableError:
+    return NotDifferentiableError(
+        f"{name} has no derivative rule for DualTensors that carry a tangent; {alternative}, "
+        "or give it a rule with ft.custom_jvp (see docs/numpy.md); "
+        "without a tangent, NumPy runs it on the primal values"
+    )
+
+
+def scipy_no_rule(name: str) -> NotDifferentiableError:
+    return NotDifferentiableError(
+        f"scipy.special.{name} has no rule in ft.special, so its derivative is unknown; write one "
+        f"with ft.custom_jvp (f = ft.custom_jvp(scipy.special.{name}); @f.defjvp ...), or use "
+        "ft.special if it has the function"
+    )
