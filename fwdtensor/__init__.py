@@ -12,23 +12,27 @@ from __future__ import annotations
 import sys
 from typing import TYPE_CHECKING
 
-from . import _core
-from ._core import DualTensor
-from ._custom import custom_jvp
-from ._errors import (
+from .core import dual as _core
+from .core.dual import DualTensor
+from .core.errors import (
     BackendMismatchError,
     FwdTensorError,
     NotDifferentiableError,
     StructureError,
     TangentError,
 )
-from ._fuse import FuseError, FuseWarning, fuse
-from ._fused import is_fused, set_fused
-from ._namespace import build as _build
-from ._namespace_extras import *  # noqa: F403  (constants, dtypes, inspection: see its __all__)
-from ._namespace_extras import __all__ as _extras_all
-from ._sparse import SparseJacobian, SparsityPattern, color_columns, sparse_jacfwd, sparsity_pattern
-from ._transforms import (
+from .core.info import *  # noqa: F403  (constants, dtypes, inspection: see its __all__)
+from .core.info import __all__ as _extras_all
+from .fuse.kernels import is_fused, set_fused
+from .fuse.launch import FuseError, FuseWarning, fuse
+from .namespace.build import build as _build
+from .rules.creation import asarray
+
+# DualTensor.__getitem__/__setitem__ reach these through the namespace (FT._getitem).
+from .rules.indexing import getitem as _getitem  # noqa: F401
+from .rules.indexing import setitem as _setitem  # noqa: F401
+from .transforms.custom import custom_jvp
+from .transforms.jacobian import (
     batched_jvp,
     derivative,
     get_memory_budget,
@@ -38,11 +42,13 @@ from ._transforms import (
     set_memory_budget,
     value_and_jacfwd,
 )
-from .rules.creation import asarray
-
-# DualTensor.__getitem__/__setitem__ reach these through the namespace (FT._getitem).
-from .rules.indexing import getitem as _getitem  # noqa: F401
-from .rules.indexing import setitem as _setitem  # noqa: F401
+from .transforms.sparse.jacobian import (
+    SparseJacobian,
+    SparsityPattern,
+    color_columns,
+    sparse_jacfwd,
+    sparsity_pattern,
+)
 
 __version__ = "0.1.0"
 __array_api_version__ = "2025.12"
@@ -56,7 +62,7 @@ if TYPE_CHECKING:  # IDEs and type checkers see the generated names through the 
 _core.FT = sys.modules[__name__]
 
 from . import fft, linalg  # noqa: E402  (the extensions need the namespace above)
-from ._distributed import DistributedError, distributed_jacfwd  # noqa: E402
+from .transforms.parallel.executors import DistributedError, distributed_jacfwd  # noqa: E402
 
 __all__ = [
     "DualTensor",

@@ -29,8 +29,10 @@ import array_api_compat
 
 import fwdtensor as ft
 
-from . import _backend, _core, _tree
-from ._core import DualTensor
+from .core import backend as _backend
+from .core import dual as _core
+from .core import tree as _tree
+from .core.dual import DualTensor
 
 __all__ = ["solve", "Solution", "METHODS"]
 

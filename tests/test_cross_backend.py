@@ -4,7 +4,7 @@ result must stay on its input's device. CuPy runs where a CUDA device exists (th
 ``backend`` fixture skips it elsewhere, with the conftest's reason); torch and
 array-api-strict run everywhere, so the module is exercised on any machine.
 
-The fused CuPy kernels (``fwdtensor/_fused.py``) are checked here too: their formulas on
+The fused CuPy kernels (``fwdtensor/fuse/kernels.py``) are checked here too: their formulas on
 the CPU by evaluating the kernel bodies with NumPy, their plumbing with a stand-in kernel,
 and the real kernels against the generic path on a GPU.
 """
@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 
 import fwdtensor as ft
-from fwdtensor import _fused
+from fwdtensor.fuse import kernels as _fused
 from fwdtensor.rules import elementwise
 from tests._util import Backend, central_difference, sample, to_numpy, tolerances
 from tests.conftest import _cuda_reason

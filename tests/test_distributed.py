@@ -25,7 +25,7 @@ import numpy as np
 import pytest
 
 import fwdtensor as ft
-from fwdtensor import _distributed
+from fwdtensor.transforms.parallel import executors as _distributed
 from tests._util import assert_close, central_difference, to_numpy
 
 HAVE_DISTRIBUTED = importlib.util.find_spec("distributed") is not None

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 import fwdtensor as ft
-from fwdtensor._dtypes import KINDS, NAMES
+from fwdtensor.core.dtypes import KINDS, NAMES
 from fwdtensor.rules import ALL_RULES, UNSUPPORTED
 from tests._util import assert_close, central_difference, to_numpy
 

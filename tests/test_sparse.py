@@ -14,7 +14,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import fwdtensor as ft
-from fwdtensor import _sparse
+from fwdtensor.transforms.sparse import jacobian as _sparse
 from tests._util import assert_close, central_difference, to_numpy
 
 RNG = np.random.default_rng(11)

@@ -18,13 +18,15 @@ from typing import TYPE_CHECKING, Any
 
 import array_api_compat
 
-from . import _backend, _errors, _fused
-from ._backend import PY_SCALARS, namespace_of
-from ._levels import USER_LEVEL
-from ._tangent import align
+from ..fuse import kernels as _fused
+from . import backend as _backend
+from . import errors as _errors
+from .backend import PY_SCALARS, namespace_of
+from .batch import align
+from .levels import USER_LEVEL
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .rules._forms import Rule
+    from ..rules._forms import Rule
 
 # The fwdtensor namespace module; set by ``fwdtensor/__init__.py`` once it is built.
 FT: ModuleType = None  # type: ignore[assignment]
@@ -386,13 +388,13 @@ class DualTensor:
     # ------------------------------------------------------------ lazy backends
     def compute(self, **kwargs: Any) -> DualTensor:
         """Evaluate a Dask-backed dual, primal and tangent in one graph (see ``_dask.compute``)."""
-        from . import _dask
+        from ..transforms.parallel import dask as _dask
 
         return _dask.compute(self, **kwargs)
 
     def persist(self, **kwargs: Any) -> DualTensor:
         """Persist a Dask-backed dual's primal and tangent together (see ``_dask.persist``)."""
-        from . import _dask
+        from ..transforms.parallel import dask as _dask
 
         return _dask.persist(self, **kwargs)
 

@@ -12,11 +12,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from . import _core
-from ._core import DualTensor
-from ._dtypes import DType, backend_for
-from .rules import ALL_RULES
-from .rules._forms import Rule
+from ..core import dual as _core
+from ..core.dtypes import DType, backend_for
+from ..core.dual import DualTensor
+from ..rules import ALL_RULES
+from ..rules._forms import Rule
 
 
 def _function(rule: Rule) -> Callable:

@@ -15,9 +15,13 @@ from typing import Any
 import array_api_compat
 import numpy as _np
 
-from . import _backend, _core, _errors, _progress, _tree
-from ._core import DualTensor
-from ._levels import new_level
+from ..core import backend as _backend
+from ..core import dual as _core
+from ..core import errors as _errors
+from ..core import tree as _tree
+from ..core.dual import DualTensor
+from ..core.levels import new_level
+from . import progress as _progress
 
 __all__ = [
     "jvp",
@@ -316,13 +320,13 @@ def jacfwd(
     """
     nums = _check_options(argnums, chunk_size, has_aux, holomorphic, progress)
     if sparsity is not None:
-        from ._sparse import sparse_jacfwd
+        from .sparse.jacobian import sparse_jacfwd
 
         return sparse_jacfwd(
             f, None if _is_detect(sparsity) else sparsity, argnums, has_aux=has_aux, chunk_size=chunk_size
         )
     if executor is not None:
-        from ._distributed import distributed_jacfwd
+        from .parallel.executors import distributed_jacfwd
 
         return distributed_jacfwd(
             f, argnums, executor=executor, chunk_size=chunk_size, has_aux=has_aux, progress=progress
@@ -361,7 +365,7 @@ def value_and_jacfwd(
     """
     nums = _check_options(argnums, chunk_size, has_aux, holomorphic, progress)
     if sparsity is not None:
-        from ._sparse import sparse_jacfwd
+        from .sparse.jacobian import sparse_jacfwd
 
         sj = sparse_jacfwd(
             f, None if _is_detect(sparsity) else sparsity, argnums, has_aux=has_aux, chunk_size=chunk_size

@@ -35,9 +35,12 @@ import array_api_compat
 
 import fwdtensor as ft
 
-from . import _backend, _dask, _progress, _tree
-from ._core import DualTensor
-from ._errors import FwdTensorError
+from ...core import backend as _backend
+from ...core import tree as _tree
+from ...core.dual import DualTensor
+from ...core.errors import FwdTensorError
+from .. import progress as _progress
+from . import dask as _dask
 
 __all__ = ["DistributedError", "distributed_jacfwd", "jacfwd_distributed", "push_directions"]
 

@@ -29,9 +29,12 @@ from typing import Any
 import array_api_compat
 import numpy as np
 
-from . import _backend, _core, _errors, _tree
-from ._core import DualTensor
-from ._levels import new_level
+from ...core import backend as _backend
+from ...core import dual as _core
+from ...core import errors as _errors
+from ...core import tree as _tree
+from ...core.dual import DualTensor
+from ...core.levels import new_level
 
 __all__ = ["SparsityPattern", "SparseJacobian", "color_columns", "sparse_jacfwd", "sparsity_pattern"]
 
@@ -224,7 +227,7 @@ class SparseJacobian:
         chunk_size: int | None = None,
         output: str = "sparse",
     ) -> None:
-        from ._transforms import _check_chunk_size
+        from ..jacobian import _check_chunk_size
 
         if isinstance(argnums, bool) or not isinstance(argnums, int):
             raise TypeError(
@@ -269,7 +272,7 @@ class SparseJacobian:
 
     # --------------------------------------------------------------- one call
     def _run(self, args: tuple, kwargs: dict) -> tuple:
-        from ._transforms import _check_differentiable_input, _leaf_array
+        from ..jacobian import _check_differentiable_input, _leaf_array
 
         i = _argpos(self.argnums, len(args))
         x = _leaf_array(args[i], f"argument {self.argnums}")
@@ -307,7 +310,7 @@ class SparseJacobian:
 
     def _compressed(self, g: Callable, x: Any) -> tuple:
         """Value, aux and the compressed Jacobian ``(ncolors, m)`` (None when there are no colours)."""
-        from ._transforms import _seed, _split_aux, _strip, _unpack
+        from ..jacobian import _seed, _split_aux, _strip, _unpack
 
         if self.ncolors == 0:
             out = g(x)
@@ -430,7 +433,7 @@ def _argpos(argnums: int, nargs: int) -> int:
 def _tree_split(out: Any, has_aux: bool) -> tuple:
     if not has_aux:
         return out, None
-    from ._transforms import _split_aux
+    from ..jacobian import _split_aux
 
     return _split_aux(out)
 
@@ -463,7 +466,7 @@ def sparsity_pattern(
     >>> p.toarray().astype(int).tolist()
     [[1, 1, 0, 0], [0, 1, 1, 0], [0, 0, 1, 1]]
     """
-    from ._transforms import _check_differentiable_input, _leaf_array, _split_aux
+    from ..jacobian import _check_differentiable_input, _leaf_array, _split_aux
 
     i = _argpos(argnums, len(args))
     x = _inner(_leaf_array(args[i], f"argument {argnums}"))
