@@ -12,7 +12,7 @@ from __future__ import annotations
 import sys
 from typing import TYPE_CHECKING
 
-from .core import dual as _core
+from .core import hooks as _hooks
 from .core.dual import DualTensor
 from .core.errors import (
     BackendMismatchError,
@@ -23,9 +23,12 @@ from .core.errors import (
 )
 from .core.info import *  # noqa: F403  (constants, dtypes, inspection: see its __all__)
 from .core.info import __all__ as _extras_all
+from .fuse import kernels as _kernels
 from .fuse.kernels import is_fused, set_fused
 from .fuse.launch import FuseError, FuseWarning, fuse
+from .fuse.trace import Sym as _Sym
 from .namespace.build import build as _build
+from .rules import ALL_RULES as _ALL_RULES
 from .rules.creation import asarray
 
 # DualTensor.__getitem__/__setitem__ reach these through the namespace (FT._getitem).
@@ -42,6 +45,7 @@ from .transforms.jacobian import (
     set_memory_budget,
     value_and_jacfwd,
 )
+from .transforms.parallel import dask as _dask
 from .transforms.sparse.jacobian import (
     SparseJacobian,
     SparsityPattern,
@@ -59,10 +63,18 @@ globals().update(_functions)
 if TYPE_CHECKING:  # IDEs and type checkers see the generated names through the stub
     from ._namespace_functions import *  # noqa: F403
 
-_core.FT = sys.modules[__name__]
+# The wiring: the layers above hand the core what it needs, here and nowhere else (see core/hooks.py).
+_hooks.register_rules(_ALL_RULES)
+_hooks.register_namespace(sys.modules[__name__])
+_hooks.register_traced(_Sym)
+_hooks.register_fused(_kernels)
+_hooks.register_lazy(_dask.compute, _dask.persist)
+_hooks.register_entry("sparse_jacfwd", sparse_jacfwd)
 
 from . import fft, linalg  # noqa: E402  (the extensions need the namespace above)
 from .transforms.parallel.executors import DistributedError, distributed_jacfwd  # noqa: E402
+
+_hooks.register_entry("distributed_jacfwd", distributed_jacfwd)
 
 __all__ = [
     "DualTensor",

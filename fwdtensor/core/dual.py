@@ -14,27 +14,39 @@ a rule written once recurses through nested differentiation.
 from __future__ import annotations
 
 from types import ModuleType, SimpleNamespace
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import array_api_compat
 
-from ..fuse import kernels as _fused
 from . import backend as _backend
 from . import errors as _errors
 from .backend import PY_SCALARS, namespace_of
 from .batch import align
 from .levels import USER_LEVEL
 
-if TYPE_CHECKING:  # pragma: no cover
-    from ..rules._forms import Rule
+# A rule of ``fwdtensor/rules/_forms.py`` (the core reads its fields, never imports the rules).
+Rule = Any
 
-# The fwdtensor namespace module; set by ``fwdtensor/__init__.py`` once it is built.
+# Slots the layers above fill at import time through ``core/hooks.py`` (the core never does).
+# The fwdtensor namespace module (``hooks.register_namespace``).
 FT: ModuleType = None  # type: ignore[assignment]
-# Every rule by its name (``R.add``), filled by ``_namespace`` from the rule tables.
+# Every rule by its name (``R.add``), from the rule tables (``hooks.register_rules``).
 R = SimpleNamespace()
 
-# Array types of tracing namespaces (``_trace.Sym``): they outrank plain arrays in a call.
+# Array types of tracing namespaces (``fuse.trace.Sym``): they outrank plain arrays in a call.
 TRACED: set[type] = set()
+
+
+class _NoFusion:
+    """The fused-kernel slot until ``hooks.register_fused`` fills it: never enabled."""
+
+    enabled = False
+
+
+# Fused elementwise kernels (``fuse/kernels.py``, ``hooks.register_fused``).
+_fused: Any = _NoFusion
+# How lazy (Dask) duals are evaluated: ``"compute"``, ``"persist"`` (``hooks.register_lazy``).
+LAZY: dict[str, Any] = {}
 
 # Markers a binary rule may return for a partial derivative, so no multiply is spent.
 ONE = object()
@@ -387,16 +399,12 @@ class DualTensor:
 
     # ------------------------------------------------------------ lazy backends
     def compute(self, **kwargs: Any) -> DualTensor:
-        """Evaluate a Dask-backed dual, primal and tangent in one graph (see ``_dask.compute``)."""
-        from ..transforms.parallel import dask as _dask
-
-        return _dask.compute(self, **kwargs)
+        """Evaluate a Dask-backed dual, primal and tangent in one graph (``parallel/dask.py``)."""
+        return LAZY["compute"](self, **kwargs)
 
     def persist(self, **kwargs: Any) -> DualTensor:
-        """Persist a Dask-backed dual's primal and tangent together (see ``_dask.persist``)."""
-        from ..transforms.parallel import dask as _dask
-
-        return _dask.persist(self, **kwargs)
+        """Persist a Dask-backed dual's primal and tangent together (``parallel/dask.py``)."""
+        return LAZY["persist"](self, **kwargs)
 
 
 _new = object.__new__

@@ -247,9 +247,6 @@ class Sym:
         raise FuseError("item assignment is not fused")
 
 
-_core.TRACED.add(Sym)
-
-
 def _op(name: str, swap: bool = False) -> Callable:
     def method(self: Sym, other: Any) -> Any:
         if type(other) is _core.DualTensor:

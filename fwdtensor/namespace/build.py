@@ -130,5 +130,4 @@ def build(prefix: str = "") -> dict[str, Callable]:
                 out[rule.name[len(prefix) :]] = _function(rule)
         elif "." not in rule.name:
             out[rule.name] = _function(rule)
-            setattr(_core.R, rule.name, rule)
     return out

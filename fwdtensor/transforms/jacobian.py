@@ -18,6 +18,7 @@ import numpy as _np
 from ..core import backend as _backend
 from ..core import dual as _core
 from ..core import errors as _errors
+from ..core import hooks
 from ..core import tree as _tree
 from ..core.dual import DualTensor
 from ..core.levels import new_level
@@ -320,13 +321,13 @@ def jacfwd(
     """
     nums = _check_options(argnums, chunk_size, has_aux, holomorphic, progress)
     if sparsity is not None:
-        from .sparse.jacobian import sparse_jacfwd
+        sparse_jacfwd = hooks.entry("sparse_jacfwd")  # the sparse transform sits above this module
 
         return sparse_jacfwd(
             f, None if _is_detect(sparsity) else sparsity, argnums, has_aux=has_aux, chunk_size=chunk_size
         )
     if executor is not None:
-        from .parallel.executors import distributed_jacfwd
+        distributed_jacfwd = hooks.entry("distributed_jacfwd")  # the executors sit above this module
 
         return distributed_jacfwd(
             f, argnums, executor=executor, chunk_size=chunk_size, has_aux=has_aux, progress=progress
@@ -365,7 +366,7 @@ def value_and_jacfwd(
     """
     nums = _check_options(argnums, chunk_size, has_aux, holomorphic, progress)
     if sparsity is not None:
-        from .sparse.jacobian import sparse_jacfwd
+        sparse_jacfwd = hooks.entry("sparse_jacfwd")
 
         sj = sparse_jacfwd(
             f, None if _is_detect(sparsity) else sparsity, argnums, has_aux=has_aux, chunk_size=chunk_size
