@@ -144,7 +144,7 @@ def _apply(cj: custom_jvp, args: tuple, leaves: list, tdef: Any, top: DualTensor
     nondiff = [args[i] for i in cj.nondiff_argnums]
     if all(t is None for t in tangents):  # constant at this level: lower levels still apply
         return cj(*_merge(cj, args, _tree.unflatten(tdef, primals)))
-    from .sparse import jacobian as _sparse  # sparsity detection sees through a custom rule conservatively
+    from .sparse import detect as _sparse  # sparsity detection sees through a custom rule conservatively
 
     if _sparse.is_tracer(bxp):
         out = cj(*_merge(cj, args, _tree.unflatten(tdef, primals)))
