@@ -34,12 +34,14 @@ def backend():
     """CuPy when a CUDA device is usable, else NumPy (and say why)."""
     try:
         import cupy as cp
-
+    except ImportError:
+        return np, "NumPy (CuPy is not installed, so the program runs eagerly on the CPU)"
+    try:
         if cp.cuda.runtime.getDeviceCount() > 0:
             return cp, "CuPy on " + cp.cuda.runtime.getDeviceProperties(0)["name"].decode()
-    except Exception as exc:  # no CuPy, no driver or no device
-        return np, f"NumPy (no GPU: {type(exc).__name__})"
-    return np, "NumPy (no CUDA device)"
+    except Exception as exc:  # no driver or no device
+        return np, f"NumPy (CuPy found no usable CUDA device: {exc})"
+    return np, "NumPy (CuPy found no CUDA device)"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -13,7 +13,7 @@ solution, since sin(2 pi x_j) is an eigenvector of the discrete Laplacian:
 against which the forward-mode sensitivities are checked, as well as against central
 finite differences of the same solver.
 
-Run: python examples/heat_equation.py [--outdir DIR]   (the plot needs matplotlib)
+Run: python examples/heat_equation.py [--out DIR]   (the plot needs matplotlib)
 """
 
 from __future__ import annotations
@@ -55,7 +55,9 @@ def exact_sensitivity(t, d):
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--outdir", default=".", help="folder for the plot (default: here)")
+    parser.add_argument(
+        "--out", "--outdir", dest="out", default="out", help="folder for the plot (default: ./out)"
+    )
     args = parser.parse_args(argv)
 
     res = ode_sensitivity(heat, U0, TIMES, np.array([D]), param_names=["D"], method="RK4", step=STEP)
@@ -90,7 +92,7 @@ def main(argv=None) -> int:
     ax.set_ylabel("du/dD")
     ax.set_title("sensitivity of the temperature to D (dashed: exact)")
     ax.legend(fontsize="small")
-    out = pathlib.Path(args.outdir)
+    out = pathlib.Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     fig.savefig(out / "heat_equation_sensitivity.png", dpi=110)
     print(f"plot written to {out / 'heat_equation_sensitivity.png'}")

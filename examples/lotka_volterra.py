@@ -8,7 +8,7 @@ time-resolved sensitivities of both populations to all four rates in a single pa
 are checked against central finite differences of the same solver, ranked, and plotted
 (a trajectory plot and a parameter x output heatmap of normalized sensitivities).
 
-Run: python examples/lotka_volterra.py [--outdir DIR]   (plots need matplotlib)
+Run: python examples/lotka_volterra.py [--out DIR]   (plots need matplotlib)
 """
 
 from __future__ import annotations
@@ -54,7 +54,9 @@ def finite_differences(p, rel=1e-6):
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--outdir", default=".", help="folder for the plots (default: here)")
+    parser.add_argument(
+        "--out", "--outdir", dest="out", default="out", help="folder for the plots (default: ./out)"
+    )
     args = parser.parse_args(argv)
 
     t0 = time.perf_counter()
@@ -89,7 +91,7 @@ def main(argv=None) -> int:
         return 0 if ok else 1
     from fwdtensor.plotting import plot_heatmap, plot_trajectories
 
-    out = pathlib.Path(args.outdir)
+    out = pathlib.Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     plot_trajectories(res).savefig(out / "lotka_volterra_sensitivity.png", dpi=110)
     plot_heatmap(res, time=TIMES[-1]).savefig(out / "lotka_volterra_heatmap.png", dpi=110)

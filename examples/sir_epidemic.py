@@ -13,7 +13,7 @@ S + I - (gamma/beta) ln S is conserved and the peak is where S = gamma/beta, so
 and against central finite differences of the same computation. The time-resolved
 sensitivities of S, I and R are plotted.
 
-Run: python examples/sir_epidemic.py [--outdir DIR]   (plots need matplotlib)
+Run: python examples/sir_epidemic.py [--out DIR]   (plots need matplotlib)
 """
 
 from __future__ import annotations
@@ -80,7 +80,9 @@ def finite_differences(p, rel=1e-6):
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--outdir", default=".", help="folder for the plot (default: here)")
+    parser.add_argument(
+        "--out", "--outdir", dest="out", default="out", help="folder for the plot (default: ./out)"
+    )
     args = parser.parse_args(argv)
 
     res = local_sensitivity(peak_of_infections, RATES, output_names=["peak of I"])
@@ -113,7 +115,7 @@ def main(argv=None) -> int:
     from fwdtensor.plotting import plot_trajectories
 
     traj = ode_sensitivity(sir, Y0, TIMES, RATES, output_names=["S", "I", "R"], **OPTIONS)
-    out = pathlib.Path(args.outdir)
+    out = pathlib.Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     plot_trajectories(traj, "absolute", ncols=3).savefig(out / "sir_sensitivity.png", dpi=110)
     print(f"plot written to {out / 'sir_sensitivity.png'}")

@@ -10,6 +10,8 @@ on duals unchanged.
 from __future__ import annotations
 
 import sys
+from importlib.metadata import PackageNotFoundError
+from importlib.metadata import version as _dist_version
 from typing import TYPE_CHECKING
 
 from .core import hooks as _hooks
@@ -54,7 +56,10 @@ from .transforms.sparse.jacobian import (
     sparsity_pattern,
 )
 
-__version__ = "0.1.0"
+try:  # one source of truth: the installed distribution's metadata (pyproject.toml)
+    __version__ = _dist_version("fwdtensor")
+except PackageNotFoundError:  # pragma: no cover  (imported from a source tree that was never installed)
+    __version__ = "0+unknown"
 __array_api_version__ = "2025.12"
 
 # The standard's functions, generated from the rule tables (names listed in _namespace_functions.pyi).

@@ -36,11 +36,21 @@ _MODULE = {
 }
 _INSTALL = {
     "array_api_strict": "pip install array-api-strict",
-    "torch": "pip install torch",
-    "cupy": "pip install fwdtensor[cuda12] (or [cuda13]) on a machine with an NVIDIA GPU",
-    "dask": "pip install dask",
+    "torch": "CPU build: pip install torch --index-url https://download.pytorch.org/whl/cpu",
+    "cupy": "pip install cupy-cuda12x (or cupy-cuda13x) on a machine with an NVIDIA GPU",
+    "dask": "pip install 'dask[array]' distributed",
 }
-_OPTIONAL = {"matplotlib": "plots", "pandas": "DataFrame export", "xarray": "DataArray export"}
+# Optional dependencies: what each gives, and how to install it (also from a checkout:
+# pip install -e ".[EXTRA]" with the extra named in pyproject.toml).
+_OPTIONAL = {
+    "scipy": ("sparse Jacobians (sparse_jacfwd), special functions", "pip install scipy"),
+    "matplotlib": ("plots", "pip install matplotlib"),
+    "pandas": ("DataFrame export", "pip install pandas"),
+    "xarray": ("DataArray export", "pip install xarray"),
+    "tqdm": ("progress bars for long Jacobians", "pip install tqdm"),
+    "distributed": ("Jacobians on a Dask cluster", "pip install distributed"),
+    "nvidia": ("NVRTC: compiling ft.fuse kernels without a GPU (tests)", "pip install nvidia-cuda-nvrtc"),
+}
 
 
 class CLIError(Exception):
@@ -52,6 +62,7 @@ class CLIError(Exception):
 _DISTRIBUTIONS = {
     "array_api_strict": ("array-api-strict",),
     "cupy": ("cupy-cuda12x", "cupy-cuda13x", "cupy-cuda11x", "cupy"),
+    "nvidia": ("nvidia-cuda-nvrtc", "nvidia-cuda-nvrtc-cu12"),
 }
 
 
@@ -161,9 +172,9 @@ def cmd_info(args: argparse.Namespace, out: TextIO) -> int:
         file=out,
     )
     print("\noptional", file=out)
-    for mod, what in _OPTIONAL.items():
+    for mod, (what, how) in _OPTIONAL.items():
         v = data["optional"][mod]
-        print(f"  {mod:<18} {v or 'not installed':<14} {what}", file=out)
+        print(f"  {mod:<18} {v or 'not installed':<14} {what}{'' if v else '  (' + how + ')'}", file=out)
     return 0
 
 

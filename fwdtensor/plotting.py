@@ -1,4 +1,4 @@
-"""Plots of sensitivities (matplotlib, an optional extra: ``pip install fwdtensor[plot]``).
+"""Plots of sensitivities (matplotlib, optional: ``pip install matplotlib``).
 
 Both functions draw on matplotlib's object-oriented API without pyplot, so they need no
 display and leave pyplot's global state alone: pass an ``Axes`` to draw into your own
@@ -26,8 +26,8 @@ def _matplotlib() -> Any:
         from matplotlib.figure import Figure
     except ImportError:
         raise ImportError(
-            "plotting needs matplotlib, which is not installed: pip install fwdtensor[plot] "
-            "(or pip install matplotlib)"
+            "plotting needs matplotlib, which is not installed: pip install matplotlib "
+            '(or pip install -e ".[plot]" from a checkout)'
         ) from None
     return Figure
 

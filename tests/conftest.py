@@ -16,7 +16,10 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 def _cuda_reason() -> str | None:
     if importlib.util.find_spec("cupy") is None:
-        return "CuPy is not installed (pip install fwdtensor[cuda12] or [cuda13] on a CUDA machine)"
+        return (
+            "CuPy is not installed (from a checkout, on a CUDA machine: "
+            "pip install -e '.[cuda12]' or '.[cuda13]')"
+        )
     try:
         import cupy
 
@@ -29,7 +32,11 @@ def _cuda_reason() -> str | None:
 
 def _backends() -> list:
     params = [pytest.param("numpy", id="numpy"), pytest.param("array_api_strict", id="strict")]
-    torch_reason = None if importlib.util.find_spec("torch") else "PyTorch is not installed"
+    torch_reason = (
+        None
+        if importlib.util.find_spec("torch")
+        else "PyTorch is not installed (CPU build: pip install torch --index-url https://download.pytorch.org/whl/cpu)"
+    )
     params.append(
         pytest.param(
             "torch", id="torch", marks=pytest.mark.skipif(torch_reason is not None, reason=str(torch_reason))
@@ -51,3 +58,19 @@ def backend(request):
     from tests._util import Backend
 
     return Backend(request.param)
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    """One line per reason for skipped tests (how many, and why), instead of one per test."""
+    skipped = terminalreporter.stats.get("skipped", [])
+    if not skipped:
+        return
+    reasons: dict[str, int] = {}
+    for rep in skipped:
+        longrepr = rep.longrepr
+        reason = longrepr[2] if isinstance(longrepr, tuple) else str(longrepr)
+        reason = reason.removeprefix("Skipped: ")
+        reasons[reason] = reasons.get(reason, 0) + 1
+    terminalreporter.write_sep("-", f"{len(skipped)} skipped, by reason")
+    for reason, n in sorted(reasons.items(), key=lambda kv: -kv[1]):
+        terminalreporter.write_line(f"{n:6d}  {reason}")

@@ -82,7 +82,11 @@ def test_info_does_not_import_missing_backends(monkeypatch):
     )
     monkeypatch.setitem(sys.modules, "torch", None)  # importing it now would raise ImportError
     data = _cli.gather_info()
-    assert data["backends"]["torch"] == {"installed": False, "version": None, "install": "pip install torch"}
+    assert data["backends"]["torch"] == {
+        "installed": False,
+        "version": None,
+        "install": "CPU build: pip install torch --index-url https://download.pytorch.org/whl/cpu",
+    }
 
 
 def _example_numbers():
@@ -120,7 +124,7 @@ def test_unavailable_backend_exits_1(monkeypatch, capsys):
     )
     code, out, err = run(capsys, "demo", "--backend", "cupy")
     assert code == 1 and out == ""
-    assert "fwdtensor demo: error: backend 'cupy' is not installed: pip install fwdtensor[cuda12]" in err
+    assert "fwdtensor demo: error: backend 'cupy' is not installed: pip install cupy-cuda12x" in err
 
 
 def test_bench_quick_with_json(tmp_path, capsys):

@@ -295,6 +295,9 @@ def test_unpicklable_function_is_named_with_the_fix_before_submitting():
         ({"argnums": "0"}, TypeError, "argnums must be an int"),
         ({"argnums": (0, 0)}, ValueError, "repeated"),
         ({"progress": "yes"}, TypeError, "progress must be"),
+        ({"timeout": 0}, ValueError, "timeout must be a positive number"),
+        ({"timeout": -1.0}, ValueError, "timeout must be a positive number"),
+        ({"timeout": "10"}, ValueError, "timeout must be a positive number"),
     ],
 )
 def test_bad_options_are_refused_when_built(kwargs, err, match):
@@ -462,5 +465,78 @@ def test_cluster_that_goes_away_mid_run_gives_no_partial_jacobian():
             jac(_state(12))
     finally:
         closer[0].join(30)
+        c.close()
+        cluster.close()
+
+
+def _blocked_burgers(event, u):
+    event.wait(30)  # a task that hangs until the test releases it
+    return burgers(u)
+
+
+def test_stuck_chunk_ends_the_run_within_its_timeout():
+    release = threading.Event()
+    t0 = time.monotonic()
+    with ThreadPoolExecutor(2) as pool:
+        jac = ft.distributed_jacfwd(
+            partial(_blocked_burgers, release), executor=pool, chunk_size=4, timeout=0.5
+        )
+        try:
+            with pytest.raises(
+                ft.DistributedError, match=r"did not finish within 0.5 s.*no partial Jacobian"
+            ):
+                jac(_state(8))
+        finally:
+            release.set()
+    assert time.monotonic() - t0 < 10
+
+
+@needs_distributed
+@pytest.mark.filterwarnings("ignore:Port 8787 is already in use")
+def test_cluster_without_workers_ends_the_run_instead_of_waiting_forever():
+    from distributed import Client, LocalCluster
+
+    cluster = LocalCluster(n_workers=0, processes=True, host="127.0.0.1", dashboard_address=None)
+    c = Client(cluster)
+    try:
+        t0 = time.monotonic()
+        with pytest.raises(ft.DistributedError, match="no workers for .* start or scale up workers"):
+            ft.distributed_jacfwd(burgers, executor=c, chunk_size=4, timeout=2.0)(_state(8))
+        assert time.monotonic() - t0 < 20
+    finally:
+        c.close()
+        cluster.close()
+
+
+@needs_distributed
+@pytest.mark.filterwarnings("ignore:Port 8787 is already in use")
+def test_cluster_scaled_to_zero_mid_run_ends_the_run():
+    from distributed import Client, LocalCluster
+
+    cluster = LocalCluster(
+        n_workers=1, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None
+    )
+    c = Client(cluster)
+    scaled = []
+
+    def scale_to_zero_after_first(done, total):
+        if not scaled:
+            scaled.append(True)
+            cluster.scale(0)
+
+    try:
+        t0 = time.monotonic()
+        jac = ft.distributed_jacfwd(
+            partial(slow_burgers, 0.3),
+            executor=c,
+            chunk_size=2,
+            timeout=3.0,
+            progress=scale_to_zero_after_first,
+        )
+        with pytest.raises(ft.DistributedError, match="no workers|no partial Jacobian"):
+            jac(_state(12))
+        assert scaled, "the run ended before any chunk finished: the test did not test anything"
+        assert time.monotonic() - t0 < 40
+    finally:
         c.close()
         cluster.close()

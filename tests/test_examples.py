@@ -49,4 +49,4 @@ def test_example_runs(script, tmp_path):
     if script.name != "scalar_dual.py":  # every other example checks itself and prints the agreement
         assert "agreement" in proc.stdout.lower() or "difference" in proc.stdout.lower(), proc.stdout
     for name in PLOTS.get(script.name, []) if HAS_MPL else []:
-        assert (tmp_path / name).stat().st_size > 5000, f"{script.name} did not write {name}"
+        assert (tmp_path / "out" / name).stat().st_size > 5000, f"{script.name} did not write {name}"

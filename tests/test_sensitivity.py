@@ -261,7 +261,7 @@ def test_doctest_examples():
 # ------------------------------------------------------------------- plots
 needs_mpl = pytest.mark.skipif(
     importlib.util.find_spec("matplotlib") is None,
-    reason="matplotlib is an optional dependency (fwdtensor[plot])",
+    reason="matplotlib is an optional dependency (pip install matplotlib)",
 )
 
 
@@ -313,5 +313,5 @@ def test_plot_without_matplotlib(trajectory, monkeypatch):
     from fwdtensor import plotting
 
     monkeypatch.setitem(sys.modules, "matplotlib.figure", None)  # makes the import fail
-    with pytest.raises(ImportError, match=r"pip install fwdtensor\[plot\]"):
+    with pytest.raises(ImportError, match=r"pip install matplotlib"):
         plotting.plot_heatmap(trajectory)

@@ -1,7 +1,8 @@
 """Nested tuples, lists and dicts of arrays ("pytrees"): flatten and rebuild them.
 
 Dict keys are visited in sorted order and ``None`` is an empty node, as in JAX, so the
-same structure always flattens to the same list of leaves.
+same structure always flattens to the same list of leaves. Unlike JAX, a rebuilt dict has
+the caller's insertion order: Python users read their own order back.
 """
 
 from __future__ import annotations
@@ -10,6 +11,17 @@ from collections.abc import Callable
 from typing import Any
 
 Treedef = Any  # ("leaf",) | ("none",) | (kind, aux, children)
+
+
+class _Keys(tuple):
+    """A dict's keys in sorted order (leaf order, compared), remembering the insertion order."""
+
+    order: tuple
+
+    def __new__(cls, keys: list) -> _Keys:
+        new = super().__new__(cls, sorted(keys))
+        new.order = tuple(keys)
+        return new
 
 
 def flatten(tree: Any) -> tuple[list, Treedef]:
@@ -26,8 +38,8 @@ def _flatten(tree: Any, leaves: list) -> Treedef:
     if isinstance(tree, (tuple, list)):
         return (type(tree).__name__, None, tuple(_flatten(c, leaves) for c in tree))
     if isinstance(tree, dict):
-        keys = sorted(tree)
-        return ("dict", tuple(keys), tuple(_flatten(tree[k], leaves) for k in keys))
+        keys = _Keys(list(tree))
+        return ("dict", keys, tuple(_flatten(tree[k], leaves) for k in keys))
     leaves.append(tree)
     return ("leaf",)
 
@@ -51,7 +63,9 @@ def _unflatten(td: Treedef, it: Any) -> Any:
         return children
     if kind == "namedtuple":
         return td[1](*children)
-    return dict(zip(td[1], children))
+    keys = td[1]
+    by_key = dict(zip(keys, children))
+    return {k: by_key[k] for k in getattr(keys, "order", keys)}
 
 
 def num_leaves(treedef: Treedef) -> int:

@@ -59,6 +59,6 @@ def _tqdm() -> Any:
     except ImportError:
         raise ImportError(
             "progress=True draws its bar with tqdm, which is not installed: "
-            "pip install tqdm (or fwdtensor[progress]), or pass progress=callable(done, total)"
+            "pip install tqdm, or pass progress=callable(done, total)"
         ) from None
     return tqdm

@@ -120,14 +120,24 @@ class ClientPool:
     def submit(self, fn: Callable, s: int, e: int, name: str) -> Any:
         return self.client.submit(fn, self._payload, s, e, key=name, pure=False)
 
-    def wait_any(self, futures: Iterable) -> set:
+    def live_workers(self) -> int | None:
+        """How many workers the scheduler has now (None when it cannot be asked)."""
+        try:
+            return len(self.client.nthreads())
+        except Exception:  # a closed client: the futures report that themselves
+            return None
+
+    def wait_any(self, futures: Iterable, timeout: float) -> set:
+        """The futures that finished within ``timeout`` seconds (possibly none)."""
         from distributed import wait
 
         futures = list(futures)
         try:
-            return set(wait(futures, return_when="FIRST_COMPLETED").done)
+            return set(wait(futures, timeout=timeout, return_when="FIRST_COMPLETED").done)
         except CancelledError:  # a closed client or cluster: its cancelled futures are finished too
             return {f for f in futures if f.cancelled() or f.done()}
+        except TimeoutError:  # distributed's TimeoutError is the builtin one
+            return {f for f in futures if f.done()}
 
     def release(self, futures: Iterable) -> None:
         with suppress(Exception):  # a client that is already closed has nothing left to release

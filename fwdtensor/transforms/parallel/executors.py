@@ -10,8 +10,10 @@ the client writes into place as they arrive.
 Failures never yield a partial Jacobian. An exception raised by ``f`` is deterministic,
 so it is reported at once with its chunk range; a lost task (a worker that died, a
 cancelled future) is resubmitted up to ``retries`` times, then reported; an executor that
-no longer takes work (shut down, a cluster that went away) stops the run. Each chunk is
-stored exactly once, whatever arrives late.
+no longer takes work (shut down, a cluster that went away) stops the run. Nothing waits
+forever: a chunk that has not finished ``timeout`` seconds after it was submitted, or a
+cluster left without workers for ``min(timeout, 30)`` seconds, stops the run with a
+``DistributedError``. Each chunk is stored exactly once, whatever arrives late.
 
 ``push_directions`` is the general engine: any picklable ``seeds`` object (the identity
 here, a colouring for sparse Jacobians) says which tangent rows chunk ``[s, e)`` gets.
@@ -47,6 +49,9 @@ log = logging.getLogger("fwdtensor.distributed")
 
 _CHUNKS_PER_WORKER = 4  # enough tasks to balance uneven workers, few enough to amortise overhead
 _LIVE_ARRAYS = 8  # working set per direction in tangents of n elements (as local jacfwd assumes)
+DEFAULT_TIMEOUT = 600.0  # seconds one chunk may take from submission before it counts as stuck
+_NO_WORKERS_GRACE = 30.0  # seconds a cluster may have no workers (a restart) before the run stops
+_POLL = 0.5  # seconds between checks for stuck chunks and missing workers
 
 
 class DistributedError(FwdTensorError, RuntimeError):
@@ -67,6 +72,9 @@ class _FuturesPool:
         n = getattr(self.executor, "_max_workers", None)  # set by both concurrent.futures pools
         return n if isinstance(n, int) and n > 0 else os.cpu_count() or 1
 
+    def live_workers(self) -> int | None:
+        return None  # a local pool does not lose its workers without failing its futures
+
     def share(self, payload: Any) -> None:
         self._payload = payload
 
@@ -76,9 +84,11 @@ class _FuturesPool:
     def submit(self, fn: Callable, s: int, e: int, name: str) -> Any:
         return self.executor.submit(fn, self._payload, s, e)
 
-    def wait_any(self, futures: Any) -> set:
+    def wait_any(self, futures: Any, timeout: float) -> set:
+        """The futures that finished within about ``timeout`` seconds (possibly none)."""
         futures = list(futures)
         native = all(isinstance(f, cf.Future) for f in futures)
+        end = time.monotonic() + timeout
         while True:
             if native:  # cf.wait never counts a future cancelled by shutdown(cancel_futures=True): poll too
                 done = cf.wait(futures, timeout=0.1, return_when=cf.FIRST_COMPLETED).done
@@ -86,7 +96,7 @@ class _FuturesPool:
             else:  # futures of another library: poll them
                 done = {f for f in futures if f.done()}
                 time.sleep(0 if done else 0.005)
-            if done:
+            if done or time.monotonic() >= end:
                 return done
 
     def release(self, futures: Any) -> None:
@@ -366,13 +376,52 @@ def _raised(i: int, ranges: list, failed: _Failed) -> DistributedError:
     )
 
 
+def _stuck(i: int, ranges: list, timeout: float, done: int) -> DistributedError:
+    """The error for a chunk that did not finish within ``timeout`` seconds of its submission."""
+    s, e = ranges[i]
+    return DistributedError(
+        f"directions [{s}, {e}) (chunk {i + 1} of {len(ranges)}) did not finish within {timeout:g} s "
+        f"of being submitted: a hung worker or an f that does not return? {done} of {len(ranges)} "
+        "chunks had finished, but no partial Jacobian is returned; pass a larger timeout= (seconds "
+        "per chunk) or a smaller chunk_size= if chunks are slow by nature"
+    )
+
+
+def _no_workers(waited: float, ranges: list, done: int) -> DistributedError:
+    """The error for a cluster that has had no workers for ``waited`` seconds."""
+    return DistributedError(
+        f"the cluster has had no workers for {waited:.0f} s, so the {len(ranges) - done} chunks left "
+        f"can never run ({done} of {len(ranges)} had finished; no partial Jacobian is returned): "
+        "start or scale up workers (cluster.scale(n), client.wait_for_workers(n)) and call again"
+    )
+
+
+def _grace(timeout: float | None) -> float:
+    return _NO_WORKERS_GRACE if timeout is None else min(timeout, _NO_WORKERS_GRACE)
+
+
+def _await_workers(pool: Any, ranges: list, timeout: float | None, done: int) -> None:
+    """Wait a grace period for a cluster that has no workers now (scattering would hang), else raise."""
+    t0 = time.monotonic()
+    while pool.live_workers() == 0:
+        waited = time.monotonic() - t0
+        if waited >= _grace(timeout):
+            raise _no_workers(waited, ranges, done)
+        time.sleep(min(_POLL, _grace(timeout)))
+
+
 class _Runner:
     """Submits every chunk, stores results as they arrive and resubmits lost tasks."""
 
-    def __init__(self, pool: Any, ranges: list, retries: int, sink: _Sink, bar: Any) -> None:
+    def __init__(
+        self, pool: Any, ranges: list, retries: int, sink: _Sink, bar: Any, timeout: float | None
+    ) -> None:
         self.pool, self.ranges, self.retries, self.sink, self.bar = pool, ranges, retries, sink, bar
+        self.timeout = timeout
         self.run_id = uuid.uuid4().hex[:8]  # task names stay unique across calls and attempts
         self.pending: dict = {}  # future -> (chunk index, attempt): one live future per chunk
+        self.started: dict = {}  # future -> time.monotonic() at submission
+        self.no_workers_since: float | None = None
         self.aux: Any = None
 
     def run(self) -> Any:
@@ -381,14 +430,36 @@ class _Runner:
             for i in range(len(self.ranges)):
                 self.submit(i, 0)
             while self.pending:
-                for fut in self.pool.wait_any(self.pending):
+                for fut in self.pool.wait_any(self.pending, _POLL):
                     self.settle(fut)
+                self.check_progress()
         finally:
             self.pool.release(list(self.pending))
         return self.aux
 
+    def check_progress(self) -> None:
+        """Raise when a pending chunk is stuck or the cluster has been without workers too long."""
+        if not self.pending:
+            return
+        now = time.monotonic()
+        done = sum(self.sink.stored)
+        if self.timeout is not None:
+            for fut, t0 in self.started.items():
+                if now - t0 > self.timeout:
+                    raise _stuck(self.pending[fut][0], self.ranges, self.timeout, done)
+        live = self.pool.live_workers()
+        if live is None or live > 0:
+            self.no_workers_since = None
+            return
+        if self.no_workers_since is None:
+            self.no_workers_since = now
+        if now - self.no_workers_since >= _grace(self.timeout):
+            raise _no_workers(now - self.no_workers_since, self.ranges, done)
+
     def submit(self, i: int, attempt: int) -> None:
         s, e = self.ranges[i]
+        if attempt:  # outside the try: a cluster without workers is not a refusal
+            _await_workers(self.pool, self.ranges, self.timeout, sum(self.sink.stored))
         try:
             if attempt:
                 self.pool.refresh()
@@ -396,9 +467,11 @@ class _Runner:
         except Exception as exc:
             raise _refused(i, self.ranges, exc, sum(self.sink.stored)) from exc
         self.pending[fut] = (i, attempt)
+        self.started[fut] = time.monotonic()
 
     def settle(self, fut: Any) -> None:
         i, attempt = self.pending.pop(fut)
+        del self.started[fut]
         s, e = self.ranges[i]
         try:
             res = fut.result()
@@ -431,13 +504,17 @@ def _check_argnums(argnums: Any, nargs: int | None = None) -> tuple[int, ...]:
     return nums
 
 
-def _check_options(chunk_size: Any, retries: Any) -> None:
+def _check_options(chunk_size: Any, retries: Any, timeout: Any = None) -> None:
     if chunk_size is not None and (
         isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size <= 0
     ):
         raise ValueError(f"chunk_size must be a positive integer or None, got {chunk_size!r}")
     if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
         raise ValueError(f"retries must be a non-negative integer, got {retries!r}")
+    if timeout is not None and (
+        isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0
+    ):
+        raise ValueError(f"timeout must be a positive number of seconds or None, got {timeout!r}")
 
 
 def _check_leaf(x: Any) -> int:
@@ -479,6 +556,7 @@ def push_directions(
     retries: int = 1,
     has_aux: bool = False,
     progress: Any = False,
+    timeout: float | None = DEFAULT_TIMEOUT,
 ) -> tuple:
     """Push ``n`` seed directions through ``f`` as chunk tasks on ``executor`` (e.g. colourings).
 
@@ -486,15 +564,19 @@ def push_directions(
     differentiated leaf ``i`` for directions ``[s, e)``, or None for none. Returns
     ``(tangents, aux)``: the output structure with leaves ``(n, *out.shape)``, and aux.
     """
-    sink, aux = _push(f, args, kwargs, argnums, n, seeds, executor, chunk_size, retries, has_aux, progress)
+    sink, aux = _push(
+        f, args, kwargs, argnums, n, seeds, executor, chunk_size, retries, has_aux, progress, timeout
+    )
     return sink.result(), aux
 
 
-def _push(f, args, kwargs, argnums, n, seeds, executor, chunk_size, retries, has_aux, progress) -> tuple:
+def _push(
+    f, args, kwargs, argnums, n, seeds, executor, chunk_size, retries, has_aux, progress, timeout
+) -> tuple:
     """Check everything, run the chunks, return the filled sink (``_Blocks`` for identity seeds)."""
     pool = _pool(executor)
     nums = _check_argnums(argnums, len(args))
-    _check_options(chunk_size, retries)
+    _check_options(chunk_size, retries, timeout)
     _progress.check(progress)
     work = _Work(f, tuple(args), dict(kwargs), argnums, nums, seeds, has_aux)
     leaves = _tree.flatten(work.tree())[0]
@@ -503,10 +585,11 @@ def _push(f, args, kwargs, argnums, n, seeds, executor, chunk_size, retries, has
     k = min(chunk_size, n) if chunk_size else default_chunk_size(n, itemsize, pool.workers())
     ranges = [(s, min(s + k, n)) for s in range(0, n, k)]
     sink = _Blocks(leaves, len(ranges)) if isinstance(seeds, IdentitySeeds) else _Rows(n, len(ranges))
+    _await_workers(pool, ranges, timeout, 0)
     pool.share(work)
     bar = _progress.reporter(progress, n, "direction", "jacfwd")
     try:
-        aux = _Runner(pool, ranges, retries, sink, bar).run()
+        aux = _Runner(pool, ranges, retries, sink, bar, timeout).run()
     finally:
         bar.close()
     return sink, aux
@@ -523,6 +606,7 @@ def jacfwd_distributed(
     retries: int = 1,
     has_aux: bool = False,
     progress: Any = False,
+    timeout: float | None = DEFAULT_TIMEOUT,
 ) -> Any:
     """The Jacobian of ``f(*args, **kwargs)`` (layout ``out.shape + in.shape``), chunks run on ``executor``.
 
@@ -540,7 +624,9 @@ def jacfwd_distributed(
     if n == 0:  # nothing to distribute
         return _jacobian.jacfwd(f, argnums, has_aux=has_aux)(*args, **kwargs)
     seeds = IdentitySeeds(sizes)
-    sink, aux = _push(f, args, kwargs, argnums, n, seeds, executor, chunk_size, retries, has_aux, progress)
+    sink, aux = _push(
+        f, args, kwargs, argnums, n, seeds, executor, chunk_size, retries, has_aux, progress, timeout
+    )
     jac = sink.result(in_def, leaves)
     return (jac, aux) if has_aux else jac
 
@@ -554,13 +640,16 @@ def distributed_jacfwd(
     retries: int = 1,
     has_aux: bool = False,
     progress: Any = False,
+    timeout: float | None = DEFAULT_TIMEOUT,
 ) -> Callable:
     """``jacfwd`` whose chunks of directions run as tasks on ``executor`` (threads, processes, Dask).
 
     Each chunk of ``chunk_size`` seed directions (by default about four per worker) is one
     task computing ``ft.batched_jvp``; the client assembles them in order. A task lost with
     its worker is resubmitted up to ``retries`` times; an error in ``f`` is raised with its
-    chunk range; a partial Jacobian is never returned.
+    chunk range; a partial Jacobian is never returned. A chunk still running ``timeout``
+    seconds after its submission (default 600; None waits forever), or a cluster without
+    workers for ``min(timeout, 30)`` seconds, raises ``DistributedError``.
 
     >>> import numpy as np, fwdtensor as ft
     >>> from concurrent.futures import ThreadPoolExecutor
@@ -571,13 +660,13 @@ def distributed_jacfwd(
     """
     _pool(executor)
     _check_argnums(argnums)
-    _check_options(chunk_size, retries)
+    _check_options(chunk_size, retries, timeout)
     _progress.check(progress)
 
     def jacfun(*args: Any, **kwargs: Any) -> Any:
         return jacfwd_distributed(
             f, args, kwargs, argnums=argnums, chunk_size=chunk_size, executor=executor,
-            retries=retries, has_aux=has_aux, progress=progress,
+            retries=retries, has_aux=has_aux, progress=progress, timeout=timeout,
         )  # fmt: skip
 
     jacfun.__doc__ = (

@@ -114,7 +114,7 @@ def _scipy_sparse() -> ModuleType:
     except ImportError:
         raise ImportError(
             "sparse Jacobians of NumPy arrays are scipy.sparse matrices and SciPy is not "
-            "installed: pip install scipy (or fwdtensor[sparse]), or pass output='dense'"
+            "installed: pip install scipy, or pass output='dense'"
         ) from None
     return sp
 
