@@ -29,7 +29,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 import fwdtensor as ft  # noqa: E402
-from fwdtensor import _fuse  # noqa: E402
+from fwdtensor.fuse import launch as _fuse  # noqa: E402
 
 
 def f(x):

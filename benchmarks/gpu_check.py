@@ -13,7 +13,7 @@ Sections, each timed and fail-soft (an exception is recorded in the JSON, the re
 (c) JVP of f(x) = log(x) + x*roll(x, 1) - sin(x), n = 1e6, 1e7, 1e8, float32 and float64,
     as achieved bandwidth: the bytes that must move are x and t in, y and its tangent out
     (4 n itemsize), compared with (b). Rows: the CuPy primal alone, the generic path, the
-    fused per-rule kernels of fwdtensor/_fused.py, ``ft.fuse`` (the whole program traced
+    fused per-rule kernels of fwdtensor/fuse/kernels.py, ``ft.fuse`` (the whole program traced
     into one generated kernel, retraced per call or with ``retrace=False``; the host cost
     per call is in the JSON),
     and one hand-written kernel for the whole JVP (the floor any library could reach).
@@ -54,7 +54,8 @@ import numpy as np  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 import fwdtensor as ft  # noqa: E402
-from fwdtensor import _core, _fused  # noqa: E402
+from fwdtensor.core import dual as _core  # noqa: E402
+from fwdtensor.fuse import kernels as _fused  # noqa: E402
 
 T0 = time.perf_counter()
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ._namespace import build as _build
+from .namespace.build import build as _build
 
 _functions = _build("fft.")
 globals().update(_functions)

@@ -6,8 +6,8 @@ tangents and ``expm`` (``_linalg_factor.py``); the implicit ODE solvers use the 
 
 from __future__ import annotations
 
-from . import _linalg_factor as _factor
-from ._namespace import build as _build
+from .namespace import linalg_factor as _factor
+from .namespace.build import build as _build
 
 _functions = _build("linalg.")
 _functions.update(_factor._public())

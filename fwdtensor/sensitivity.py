@@ -30,9 +30,10 @@ from typing import Any
 
 import numpy as np
 
-from . import _backend, _transforms
-from ._core import DualTensor
-from ._errors import FwdTensorError
+from .core import backend as _backend
+from .core.dual import DualTensor
+from .core.errors import FwdTensorError
+from .transforms import jacobian as _transforms
 
 __all__ = [
     "local_sensitivity",

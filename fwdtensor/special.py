@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import inspect
 
-from ._namespace import build as _build
+from .namespace.build import build as _build
 
 _functions = _build("special.")
 

@@ -43,7 +43,7 @@ def build(source: str) -> ctypes.CDLL:
 
 
 def launch(kernel, inputs, outputs, total) -> None:
-    """A launcher for ``fwdtensor._fuse.register_launcher``: the loop runs on the host."""
+    """A launcher for ``fwdtensor.fuse.launch.register_launcher``: the loop runs on the host."""
     fn = getattr(build(kernel.source("cpp")), kernel.name)
     ins = [np.ascontiguousarray(a) for a in inputs]
     for o in outputs:

@@ -159,7 +159,7 @@ def test_mixing_functions_raise(name, f):
 
 
 def test_independence_is_checked_once_per_signature(monkeypatch):
-    from fwdtensor import _batched
+    from fwdtensor.transforms import batched as _batched
 
     calls = []
     real = _batched.check_independent

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 import fwdtensor as ft
-from fwdtensor import _budget
+from fwdtensor.core import budget as _budget
 from tests._util import to_numpy
 
 RNG = np.random.default_rng(zlib.crc32(b"test_budget"))

@@ -11,7 +11,7 @@ import sys
 
 import pytest
 
-from fwdtensor import _cli
+from fwdtensor import cli as _cli
 from fwdtensor.__main__ import main
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent

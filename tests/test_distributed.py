@@ -25,7 +25,8 @@ import numpy as np
 import pytest
 
 import fwdtensor as ft
-from fwdtensor import _distributed
+from fwdtensor.core import tree as _tree
+from fwdtensor.transforms.parallel import executors as _distributed
 from tests._util import assert_close, central_difference, to_numpy
 
 HAVE_DISTRIBUTED = importlib.util.find_spec("distributed") is not None
@@ -109,12 +110,12 @@ def _params(rng):
 
 
 def _leaves(tree):
-    return ft._tree.flatten(tree)[0]
+    return _tree.flatten(tree)[0]
 
 
 def assert_same_tree(got, want):
-    g, w = ft._tree.flatten(got), ft._tree.flatten(want)
-    assert ft._tree.describe(g[1]) == ft._tree.describe(w[1])
+    g, w = _tree.flatten(got), _tree.flatten(want)
+    assert _tree.describe(g[1]) == _tree.describe(w[1])
     for a, b in zip(g[0], w[0]):
         assert tuple(a.shape) == tuple(b.shape)
         np.testing.assert_allclose(to_numpy(a), to_numpy(b), rtol=1e-12, atol=1e-12)

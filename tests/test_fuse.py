@@ -16,8 +16,9 @@ import numpy as np
 import pytest
 
 import fwdtensor as ft
-from fwdtensor import _codegen, _fuse
-from fwdtensor._backend import namespace_of
+from fwdtensor.core.backend import namespace_of
+from fwdtensor.fuse import codegen as _codegen
+from fwdtensor.fuse import launch as _fuse
 from fwdtensor.rules.elementwise import RULES
 from tests import _cuda_compile, _host_kernels
 from tests._util import central_difference, is_constant, sample, to_numpy, tolerances

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 import fwdtensor as ft
-from fwdtensor import _transforms
+from fwdtensor.transforms import jacobian as _transforms
 from tests._util import assert_close, central_difference, to_numpy
 
 N_IN, N_OUT = 5, 4

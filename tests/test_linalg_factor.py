@@ -11,7 +11,7 @@ import pytest
 import scipy.linalg
 
 import fwdtensor as ft
-from fwdtensor import _errors
+from fwdtensor.core import errors as _errors
 from tests._util import assert_close, central_difference, to_numpy
 
 

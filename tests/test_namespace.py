@@ -15,7 +15,8 @@ import numpy as np
 import pytest
 
 import fwdtensor as ft
-from fwdtensor._dtypes import KINDS, NAMES
+from fwdtensor.core import dtypes as _dtypes
+from fwdtensor.core.dtypes import KINDS, NAMES
 from fwdtensor.rules import ALL_RULES, UNSUPPORTED
 from tests._util import assert_close, central_difference, is_constant, to_numpy
 
@@ -78,7 +79,7 @@ def test_tokens_are_values():
 def test_dual_dtype_is_the_backends(backend):
     d = dual(backend, [1.0], [1.0], "float32")
     assert d.dtype == backend.dtype("float32")
-    assert type(d.dtype) is type(d.primal.dtype) and type(d.dtype) is not ft._dtypes.DType
+    assert type(d.dtype) is type(d.primal.dtype) and type(d.dtype) is not _dtypes.DType
     assert d.dtype == ft.float32 and ft.float32 == d.dtype
 
 
@@ -130,7 +131,7 @@ def test_result_type_matches_the_backend(backend):
         mixed = ft.result_type(getattr(ft, a), backend.dtype(b))
         assert mixed == want and type(mixed) is type(want)  # a backend dtype picks the backend
         tokens = ft.result_type(getattr(ft, a), getattr(ft, b))
-        assert tokens == want and type(tokens) is ft._dtypes.DType
+        assert tokens == want and type(tokens) is _dtypes.DType
     d = dual(backend, [1.0], [1.0], "float32")
     got = ft.result_type(d, ft.float64)
     want = backend.xp.result_type(d.primal, backend.dtype("float64"))
@@ -182,7 +183,7 @@ def test_namespace_info_delegates_to_the_backend(backend):
     for kind in (None, "real floating", ("bool", "integral")):
         got, want = info.dtypes(device=dev, kind=kind), theirs.dtypes(device=dev, kind=kind)
         assert got.keys() == want.keys() and all(got[k] == want[k] for k in want)
-    assert all(type(v) is ft._dtypes.DType for v in got.values())  # tokens work everywhere
+    assert all(type(v) is _dtypes.DType for v in got.values())  # tokens work everywhere
 
 
 def test_namespace_info_for_a_device_without_float64():

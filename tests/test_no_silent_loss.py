@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import fwdtensor as ft
-from fwdtensor import _levels
+from fwdtensor.core import levels as _levels
 
 CONVERSIONS = {
     "float": float,

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 import fwdtensor as ft
-from fwdtensor import _numpy_protocols as protocols
+from fwdtensor.namespace import numpy_protocols as protocols
 from tests._util import assert_close, central_difference, sample, to_numpy
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import fwdtensor as ft
-from fwdtensor import _errors
+from fwdtensor.core import errors as _errors
 from fwdtensor.ode import STIFF_METHODS, solve
 from tests._util import assert_close, central_difference, to_numpy
 

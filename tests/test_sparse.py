@@ -14,7 +14,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import fwdtensor as ft
-from fwdtensor import _sparse
+from fwdtensor.transforms.sparse import detect as _detect
+from fwdtensor.transforms.sparse import pattern as _pattern
 from tests._util import assert_close, central_difference, to_numpy
 
 RNG = np.random.default_rng(11)
@@ -311,8 +312,8 @@ def test_detection_without_quadratic_memory():
 
 
 def test_detection_names_a_function_it_cannot_follow():
-    tr = _sparse._tracer(array_api_compat.numpy)
-    d = tr.deps(np.arange(4).reshape(2, 2), _sparse._Sets.identity(2), 2, np.float64)
+    tr = _detect._tracer(array_api_compat.numpy)
+    d = tr.deps(np.arange(4).reshape(2, 2), _detect._Sets.identity(2), 2, np.float64)
     with pytest.raises(ft.NotDifferentiableError, match="'linalg.inv'.*pass the sparsity pattern"):
         tr.linalg.inv(d)
 
@@ -361,10 +362,10 @@ def test_scipy_patterns_and_pattern_object():
     sp = pytest.importorskip("scipy.sparse", reason="SciPy patterns need SciPy")
     A = sp.coo_array(tridiag_pattern(5).astype(float))
     A.data[0] = 0.0  # a stored zero is not structure
-    P = _sparse.as_pattern(A)
+    P = _pattern.as_pattern(A)
     assert P.nnz == 12 and P.shape == (5, 5)
-    assert P == _sparse.as_pattern(P.to_scipy())
-    assert P != _sparse.as_pattern(tridiag_pattern(5)) and "nnz=12" in repr(P)
+    assert P == _pattern.as_pattern(P.to_scipy())
+    assert P != _pattern.as_pattern(tridiag_pattern(5)) and "nnz=12" in repr(P)
     J = ft.sparse_jacfwd(tridiag, sp.csr_matrix(tridiag_pattern(5)))(np.linspace(0, 1, 5))
     np.testing.assert_allclose(J.toarray(), ft.jacfwd(tridiag)(np.linspace(0, 1, 5)))
 

@@ -17,8 +17,8 @@ import pytest
 import scipy.special as sp
 
 import fwdtensor as ft
-from fwdtensor import _errors
-from fwdtensor._special_backend import special_function
+from fwdtensor.core import errors as _errors
+from fwdtensor.core.special_backend import special_function
 from fwdtensor.rules import special as rules
 from tests._util import assert_close, central_difference, to_numpy
 

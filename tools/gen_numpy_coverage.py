@@ -44,7 +44,7 @@ def _numpy_name(f: object) -> str:
 
 
 def render() -> str:
-    from fwdtensor import _numpy_protocols as P
+    from fwdtensor.namespace import numpy_protocols as P
 
     ufuncs = sorted({v for v in vars(np).values() if isinstance(v, np.ufunc)}, key=lambda u: u.__name__)
     lines = [

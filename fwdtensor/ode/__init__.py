@@ -34,8 +34,12 @@ import array_api_compat
 
 import fwdtensor as ft
 
-from .. import _backend, _core, _errors, _tree
-from .._core import DualTensor
+from ..core import backend as _backend
+from ..core import dual as _core
+from ..core import errors as _errors
+from ..core import tree as _tree
+from ..core.dual import DualTensor
+from ._implicit import describe_state as _describe_state
 
 __all__ = ["solve", "Solution", "METHODS"]
 
@@ -151,16 +155,6 @@ def _rms(xp: Any, a: Any) -> float:
 def _primal_args(args: tuple) -> tuple:
     """``args`` with every dual replaced by its innermost primal (for step-size probes)."""
     return tuple(_tree.map_tree(_innermost, list(args)))
-
-
-def _describe_state(y: Any, limit: int = 6) -> str:
-    """A short text of a state's primal values for error messages (first ``limit`` entries)."""
-    inner = _innermost(y)
-    xp = _backend.namespace_of(inner)
-    flat = xp.reshape(inner, (-1,))
-    n = flat.shape[0]
-    vals = ", ".join(f"{float(flat[i]):.6g}" for i in range(min(n, limit)))
-    return f"[{vals}{', ...' if n > limit else ''}] (shape {tuple(inner.shape)})"
 
 
 def _nonfinite_stage(ks: list) -> int | None:

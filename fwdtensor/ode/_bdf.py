@@ -21,8 +21,9 @@ import numpy as np
 
 import fwdtensor as ft
 
-from .. import _backend, _core
-from .._core import DualTensor
+from ..core import backend as _backend
+from ..core import dual as _core
+from ..core.dual import DualTensor
 from ._implicit import Factored, FlatProblem, all_finite, eye_like
 
 _innermost = _core.innermost
@@ -157,7 +158,7 @@ def integrate(
                 _change_D(D, order, factor)
                 n_equal, M = 0, None
                 if h < h_min:
-                    from . import _describe_state
+                    from ._implicit import describe_state as _describe_state
 
                     raise FloatingPointError(
                         f"BDF: Newton's iteration does not converge at t={t:.10g} even for h={h:.3g} "
@@ -245,7 +246,7 @@ def _newton(
 
 
 def _nonfinite(t: float, y: Any, h: float | None) -> None:
-    from . import _describe_state
+    from ._implicit import describe_state as _describe_state
 
     where = f"at t={t:.10g}" if h is None else f"on every trial step from t={t:.10g} (last h={h:.3g})"
     raise FloatingPointError(

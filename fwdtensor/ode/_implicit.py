@@ -16,8 +16,10 @@ import array_api_compat
 
 import fwdtensor as ft
 
-from .. import _backend, _core, _tree
-from .._core import DualTensor
+from ..core import backend as _backend
+from ..core import dual as _core
+from ..core import tree as _tree
+from ..core.dual import DualTensor
 
 _innermost = _core.innermost
 
@@ -134,3 +136,13 @@ def all_finite(*arrays: Any) -> bool:
         if not bool(xp.all(xp.isfinite(inner))):
             return False
     return True
+
+
+def describe_state(y: Any, limit: int = 6) -> str:
+    """A short text of a state's primal values for error messages (first ``limit`` entries)."""
+    inner = _core.innermost(y)
+    xp = _backend.namespace_of(inner)
+    flat = xp.reshape(inner, (-1,))
+    n = flat.shape[0]
+    vals = ", ".join(f"{float(flat[i]):.6g}" for i in range(min(n, limit)))
+    return f"[{vals}{', ...' if n > limit else ''}] (shape {tuple(inner.shape)})"

@@ -16,7 +16,8 @@ from typing import Any
 
 import fwdtensor as ft
 
-from .. import _backend, _core
+from ..core import backend as _backend
+from ..core import dual as _core
 from ._implicit import Factored, FlatProblem, all_finite, eye_like, scaled_rms
 
 _innermost = _core.innermost
@@ -142,7 +143,7 @@ def integrate(
             if not math.isfinite(en):  # a non-finite trial: shrink a few times, then give up
                 bad += 1
                 if bad > 5 or not all_finite(f0):
-                    from . import _describe_state
+                    from ._implicit import describe_state as _describe_state
 
                     raise FloatingPointError(
                         f"Rodas4: fun returned NaN or inf on every trial step from t={t:.10g} (last "

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .._core import MINUS_ONE, ONE, DivBy
+from ..core.dual import MINUS_ONE, ONE, DivBy
 
 __all__ = ["Rule", "unary", "binary", "linear", "zero", "nondiff", "custom", "ONE", "MINUS_ONE", "DivBy"]
 

@@ -16,11 +16,11 @@ from typing import Any
 
 import array_api_compat
 
-from .. import _core
-from .._backend import PY_SCALARS, is_array
-from .._core import DualTensor
-from .._dtypes import backend_for, to_backend
-from .._errors import derivative_lost
+from ..core import dual as _core
+from ..core.backend import PY_SCALARS, is_array
+from ..core.dtypes import backend_for, to_backend
+from ..core.dual import DualTensor
+from ..core.errors import derivative_lost
 from ._forms import Rule, custom
 from .data_types import cast_tangent, written
 

@@ -12,7 +12,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from .. import _dtypes, _namespace_extras
+from ..core import dtypes as _dtypes
+from ..core import info as _namespace_extras
 from ._forms import Rule, custom
 
 

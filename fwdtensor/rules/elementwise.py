@@ -13,7 +13,7 @@ import cmath
 import math
 from typing import Any
 
-from .._core import add_into, expand
+from ..core.dual import add_into, expand
 from ._forms import MINUS_ONE, ONE, DivBy, Rule, binary, custom, nondiff, unary, zero
 
 LN2 = math.log(2.0)

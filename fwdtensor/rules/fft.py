@@ -16,9 +16,10 @@ from collections.abc import Callable
 from types import ModuleType
 from typing import Any
 
-from .. import _backend, _core
-from .._core import DualTensor
-from .._tangent import shift_axis
+from ..core import backend as _backend
+from ..core import dual as _core
+from ..core.batch import shift_axis
+from ..core.dual import DualTensor
 from ._forms import Rule, linear, resolve
 
 # Libraries whose Array API namespace is array-api-compat's wrapper, not the library itself.

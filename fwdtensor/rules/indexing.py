@@ -18,10 +18,12 @@ from typing import Any
 
 import array_api_compat
 
-from .. import _backend, _core, _memory
-from .._backend import namespace_of
-from .._core import DualTensor
-from .._tangent import align, batch_key, shift_axis
+from ..core import backend as _backend
+from ..core import dual as _core
+from ..core import memory as _memory
+from ..core.backend import namespace_of
+from ..core.batch import align, batch_key, shift_axis
+from ..core.dual import DualTensor
 from ._forms import Rule, linear
 
 # ---------------------------------------------------------------- key shapes

@@ -49,9 +49,9 @@ from typing import Any
 
 import array_api_compat
 
-from .._backend import namespace_of
-from .._core import DualTensor
-from .._tangent import align, shift_axes
+from ..core.backend import namespace_of
+from ..core.batch import align, shift_axes
+from ..core.dual import DualTensor
 from . import linear_algebra as la
 from ._forms import Rule, custom, linear
 from .linear_algebra import left, right

@@ -15,7 +15,7 @@ from typing import Any
 
 import array_api_compat
 
-from .._tangent import align
+from ..core.batch import align
 from ._forms import Rule, custom
 
 

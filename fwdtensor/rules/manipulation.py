@@ -12,10 +12,10 @@ from typing import Any
 
 import array_api_compat
 
-from .. import _core
-from .._backend import namespace_of
-from .._core import DualTensor
-from .._tangent import align, shift_axes, shift_axis
+from ..core import dual as _core
+from ..core.backend import namespace_of
+from ..core.batch import align, shift_axes, shift_axis
+from ..core.dual import DualTensor
 from ._forms import Rule, custom, linear
 
 

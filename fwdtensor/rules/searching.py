@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from .._backend import namespace_of
-from .._tangent import align
+from ..core.backend import namespace_of
+from ..core.batch import align
 from ._forms import Rule, custom, nondiff
 
 

@@ -12,8 +12,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from .._backend import namespace_of
-from .._tangent import shift_axis
+from ..core.backend import namespace_of
+from ..core.batch import shift_axis
 from ._forms import Rule, custom, nondiff
 
 

@@ -31,10 +31,11 @@ from typing import Any
 
 import array_api_compat
 
-from .. import _core, _errors
-from .._core import DualTensor
-from .._special_backend import special_function
-from .._tangent import align, shift_axes
+from ..core import dual as _core
+from ..core import errors as _errors
+from ..core.batch import align, shift_axes
+from ..core.dual import DualTensor
+from ..core.special_backend import special_function
 from ._forms import Rule, custom
 
 _SQRT_PI_2 = math.sqrt(math.pi) / 2

@@ -11,8 +11,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from .._backend import namespace_of
-from .._tangent import shift_axes, shift_axis
+from ..core.backend import namespace_of
+from ..core.batch import shift_axes, shift_axis
 from ._forms import Rule, custom, linear, nondiff
 from .manipulation import common_batch, zero_block
 

@@ -19,7 +19,8 @@ from collections.abc import Callable
 from types import ModuleType
 from typing import Any
 
-from . import _core, _errors
+from . import dual as _core
+from . import errors as _errors
 
 # Libraries that name a function differently: backend -> {scipy name: their name}.
 _ALIASES: dict[str, dict[str, str]] = {

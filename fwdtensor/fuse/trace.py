@@ -23,10 +23,10 @@ from typing import Any
 import array_api_compat
 import numpy as np
 
-from . import _core
-from ._backend import PY_SCALARS, namespace_of
-from ._codegen import BOOL_IN, BOOL_OUT, OPS
-from ._errors import FwdTensorError
+from ..core import dual as _core
+from ..core.backend import PY_SCALARS, namespace_of
+from ..core.errors import FwdTensorError
+from .codegen import BOOL_IN, BOOL_OUT, OPS
 
 __all__ = ["FuseError", "Expr", "Sym", "Trace", "SYM", "tracing"]
 
@@ -245,9 +245,6 @@ class Sym:
 
     def __setitem__(self, key: Any, value: Any) -> None:
         raise FuseError("item assignment is not fused")
-
-
-_core.TRACED.add(Sym)
 
 
 def _op(name: str, swap: bool = False) -> Callable:

@@ -30,9 +30,10 @@ from typing import Any
 
 import array_api_compat
 
-from . import _errors
-from ._core import DualTensor
-from .rules._forms import Rule
+from ..core import dual as _core
+from ..core import errors as _errors
+from ..core.dual import DualTensor
+from ..rules._forms import Rule
 
 # Below this size NumPy matrices skip SciPy: its LAPACK calls cost about a millisecond each on
 # small matrices when the BLAS threads compete for cores, and elimination in NumPy is cheap.
@@ -102,9 +103,7 @@ def _lu_generic(xp: Any, a: Any) -> tuple[Any, Any]:
 def _lu_factor_f(xp: Any, a: Any) -> tuple[Any, Any]:
     _check_square(a)
     if _is_dual(a):  # a nested level: the rule again, one level down
-        from . import linalg
-
-        return linalg.lu_factor(a)
+        return _core.FT.linalg.lu_factor(a)
     if array_api_compat.is_numpy_array(a) and a.shape[0] > _SMALL:
         import scipy.linalg
 
@@ -245,9 +244,9 @@ RULES: tuple[Rule, ...] = (
 
 def _public() -> dict:
     """``lu_factor`` and ``lu_solve`` with SciPy's signatures, built on the two rules."""
-    from ._namespace import _function
+    from .build import function_of
 
-    factor, solve = (_function(r) for r in RULES)
+    factor, solve = (function_of(r) for r in RULES)
 
     def lu_factor(a: Any) -> tuple[Any, Any]:
         """LU factorisation with partial pivoting, ``a = P L U``, packed as SciPy's ``(lu, piv)``.
@@ -289,7 +288,7 @@ _PADE6 = tuple(
 
 
 def _expm(a: Any) -> Any:
-    import fwdtensor as ft
+    ft = _core.FT  # the namespace, so nested duals recurse
 
     _check_square(a)
     inner = a

@@ -17,9 +17,9 @@ from typing import Any
 
 import array_api_compat
 
-from . import _core
-from ._backend import namespace_of
-from ._core import DualTensor
+from ...core import dual as _core
+from ...core.backend import namespace_of
+from ...core.dual import DualTensor
 
 __all__ = ["compute", "persist", "is_client", "ClientPool"]
 

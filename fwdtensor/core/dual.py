@@ -15,31 +15,47 @@ from __future__ import annotations
 
 import operator
 from types import ModuleType, SimpleNamespace
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import array_api_compat
 
-from . import _backend, _debug, _errors, _fused
-from ._backend import PY_SCALARS, namespace_of
-from ._levels import USER_LEVEL
-from ._tangent import align
+from . import backend as _backend
+from . import errors as _errors
+from .backend import PY_SCALARS, namespace_of
+from .batch import align
+from .levels import USER_LEVEL
 
-if TYPE_CHECKING:  # pragma: no cover
-    from .rules._forms import Rule
+# A rule of ``fwdtensor/rules/_forms.py`` (the core reads its fields, never imports the rules).
+Rule = Any
 
-# The fwdtensor namespace module; set by ``fwdtensor/__init__.py`` once it is built.
+# Slots the layers above fill at import time through ``core/hooks.py`` (the core never does).
+# The fwdtensor namespace module (``hooks.register_namespace``).
 FT: ModuleType = None  # type: ignore[assignment]
-# NumPy's protocols (``_numpy_protocols``: ufuncs, array functions, array methods); set by
-# ``fwdtensor/__init__.py`` like ``FT``, so the core never imports the layer above it.
+# NumPy's protocols (``namespace/numpy_protocols``: ufuncs, array functions, array methods),
+# filled by ``hooks.register_numpy``.
 NUMPY: Any = None
-# Every rule by its name (``R.add``), filled by ``_namespace`` from the rule tables.
+# Every rule by its name (``R.add``), from the rule tables (``hooks.register_rules``).
 R = SimpleNamespace()
 
-# Array types of tracing namespaces (``_trace.Sym``): they outrank plain arrays in a call.
+# Array types of tracing namespaces (``fuse.trace.Sym``): they outrank plain arrays in a call.
 TRACED: set[type] = set()
 
 # NaN debug mode (``ft.set_debug_nans``): when true, unary/binary/apply run through ``_debug``.
 DEBUG_NANS = False
+# The NaN checker (``core/debug.py``, which sits above this module and sets both names).
+DEBUG: Any = None
+
+
+class _NoFusion:
+    """The fused-kernel slot until ``hooks.register_fused`` fills it: never enabled."""
+
+    enabled = False
+
+
+# Fused elementwise kernels (``fuse/kernels.py``, ``hooks.register_fused``).
+_fused: Any = _NoFusion
+# How lazy (Dask) duals are evaluated: ``"compute"``, ``"persist"`` (``hooks.register_lazy``).
+LAZY: dict[str, Any] = {}
 
 # Markers a binary rule may return for a partial derivative, so no multiply is spent.
 ONE = object()
@@ -517,16 +533,12 @@ class DualTensor:
 
     # ------------------------------------------------------------ lazy backends
     def compute(self, **kwargs: Any) -> DualTensor:
-        """Evaluate a Dask-backed dual, primal and tangent in one graph (see ``_dask.compute``)."""
-        from . import _dask
-
-        return _dask.compute(self, **kwargs)
+        """Evaluate a Dask-backed dual, primal and tangent in one graph (``parallel/dask.py``)."""
+        return LAZY["compute"](self, **kwargs)
 
     def persist(self, **kwargs: Any) -> DualTensor:
-        """Persist a Dask-backed dual's primal and tangent together (see ``_dask.persist``)."""
-        from . import _dask
-
-        return _dask.persist(self, **kwargs)
+        """Persist a Dask-backed dual's primal and tangent together (``parallel/dask.py``)."""
+        return LAZY["persist"](self, **kwargs)
 
 
 _new = object.__new__
@@ -723,8 +735,8 @@ def add_into(xp: ModuleType, u: Any, v: Any) -> Any:
 
 def unary(rule: Rule, x: Any) -> Any:
     """Apply a one-argument elementwise rule."""
-    if DEBUG_NANS and _debug.outermost():
-        return _debug.run(unary, rule, (x,), x)
+    if DEBUG_NANS and DEBUG.outermost():
+        return DEBUG.run(unary, rule, (x,), x)
     if type(x) is not DualTensor:
         return constant(_fn(rule, namespace_of(x))(x))
     if _fused.enabled and (r := _fused.unary(rule, x)) is not None:
@@ -759,8 +771,8 @@ def unary(rule: Rule, x: Any) -> Any:
 
 def binary(rule: Rule, a: Any, b: Any) -> Any:
     """Apply a two-argument elementwise rule (operands broadcast, scalars allowed)."""
-    if DEBUG_NANS and _debug.outermost():
-        return _debug.run(binary, rule, (a, b), a, b)
+    if DEBUG_NANS and DEBUG.outermost():
+        return DEBUG.run(binary, rule, (a, b), a, b)
     if _fused.enabled and (r := _fused.binary(rule, a, b)) is not None:
         return r
     full = False  # True when the tangent is known to have the result's full shape
@@ -905,8 +917,8 @@ def wrap(out: Any, tout: Any, level: int, B: int, bxp: ModuleType) -> Any:
 
 def apply(rule: Rule, arrays: tuple, params: dict) -> Any:
     """Apply a general rule to the array arguments ``arrays`` with keyword ``params``."""
-    if DEBUG_NANS and _debug.outermost():
-        return _debug.run(apply, rule, (*arrays, *params.values()), arrays, params)
+    if DEBUG_NANS and DEBUG.outermost():
+        return DEBUG.run(apply, rule, (*arrays, *params.values()), arrays, params)
     if params:
         for k, v in params.items():
             if type(v) is DualTensor and v._t is None:  # a constant as indices, axis, shape...

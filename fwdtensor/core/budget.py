@@ -17,7 +17,9 @@ from typing import Any
 
 import array_api_compat
 
-from . import _backend, _core, _errors
+from . import backend as _backend
+from . import dual as _core
+from . import errors as _errors
 
 _DEFAULT_BUDGET = 1 << 30  # bytes of tangent storage per chunk that jacfwd aims for
 _BUDGET_ENV = "FWDTENSOR_MEMORY_BUDGET"

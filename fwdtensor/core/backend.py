@@ -12,7 +12,7 @@ from typing import Any
 import array_api_compat
 import numpy as np
 
-from . import _errors
+from . import errors as _errors
 
 PY_SCALARS = (int, float, complex, bool)
 _NS_BY_TYPE: dict[type, ModuleType] = {}

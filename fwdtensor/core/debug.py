@@ -10,11 +10,13 @@ is off (``_core.DEBUG_NANS``); the checks below run only when it is on.
 from __future__ import annotations
 
 import os
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from . import _core, _errors
+from . import dual as _core
+from . import errors as _errors
 
 _ENV = "FWDTENSOR_DEBUG_NANS"
 _TRUE = ("1", "true", "yes", "on")
@@ -40,7 +42,7 @@ def set_debug_nans(flag: bool) -> None:
     if not isinstance(flag, bool):
         raise TypeError(f"set_debug_nans(flag) takes True or False, got {flag!r}")
     _env_pending = None
-    _core.DEBUG_NANS = flag
+    _core.DEBUG, _core.DEBUG_NANS = sys.modules[__name__], flag
 
 
 def debug_nans() -> bool:
@@ -50,13 +52,13 @@ def debug_nans() -> bool:
     return bool(_core.DEBUG_NANS)
 
 
-def _init_from_env() -> None:
+def init_from_env() -> None:
     """At import: arm the hook when the variable is set; its value is parsed on first use."""
     global _env_pending
     v = os.environ.get(_ENV)
     if v is not None and v.strip() != "":
         _env_pending = v
-        _core.DEBUG_NANS = True
+        _core.DEBUG, _core.DEBUG_NANS = sys.modules[__name__], True
 
 
 def _read_env() -> None:
@@ -64,7 +66,7 @@ def _read_env() -> None:
     v, _env_pending = _env_pending, None
     flag = v.strip().lower()
     if flag in _TRUE:
-        _core.DEBUG_NANS = True
+        _core.DEBUG, _core.DEBUG_NANS = sys.modules[__name__], True
     elif flag in _FALSE:
         _core.DEBUG_NANS = False
     else:
@@ -101,7 +103,7 @@ def _parts(x: Any) -> Iterator[tuple[int | None, Any]]:
 
 
 def _has_nan(a: Any) -> bool:
-    from ._backend import namespace_of
+    from .backend import namespace_of
 
     try:
         xp = namespace_of(a)

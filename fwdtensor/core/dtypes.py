@@ -18,9 +18,9 @@ from typing import Any
 import array_api_compat.numpy
 import numpy as np
 
-from . import _errors
-from ._backend import PY_SCALARS, is_array, namespace_of
-from ._core import DualTensor
+from . import errors as _errors
+from .backend import PY_SCALARS, is_array, namespace_of
+from .dual import DualTensor
 
 # The dtypes of the standard, in the order its tables list them.
 NAMES: tuple[str, ...] = (

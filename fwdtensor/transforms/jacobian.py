@@ -14,10 +14,18 @@ from typing import Any
 import array_api_compat
 import numpy as _np
 
-from . import _backend, _batched, _budget, _core, _errors, _memory, _progress, _tree
-from ._budget import get_memory_budget, set_memory_budget
-from ._core import DualTensor
-from ._levels import new_level
+from ..core import backend as _backend
+from ..core import budget as _budget
+from ..core import dual as _core
+from ..core import errors as _errors
+from ..core import hooks
+from ..core import memory as _memory
+from ..core import tree as _tree
+from ..core.budget import get_memory_budget, set_memory_budget
+from ..core.dual import DualTensor
+from ..core.levels import new_level
+from . import batched as _batched
+from . import progress as _progress
 
 __all__ = [
     "jvp",
@@ -411,7 +419,7 @@ def jacfwd(
     if sparsity is not None:
         return _sparse_transform(f, sparsity, argnums, has_aux, chunk_size, holomorphic, progress)
     if executor is not None:
-        from ._distributed import distributed_jacfwd
+        distributed_jacfwd = hooks.entry("distributed_jacfwd")  # the executors sit above this module
 
         return distributed_jacfwd(
             f, argnums, executor=executor, chunk_size=chunk_size, has_aux=has_aux, progress=progress
@@ -427,9 +435,7 @@ def jacfwd(
 
 
 def _sparsity_pattern_fn() -> Callable:
-    from ._sparse import sparsity_pattern
-
-    return sparsity_pattern
+    return hooks.entry("sparsity_pattern")  # sparsity detection sits above this module
 
 
 def _engine() -> _batched.Engine:
@@ -465,7 +471,6 @@ def _check_combination(sparsity: Any, executor: Any, holomorphic: bool) -> None:
 def _sparse_transform(
     f: Callable, sparsity: Any, argnums: Any, has_aux: bool, chunk_size: Any, holomorphic: bool, progress: Any
 ) -> Any:
-    from ._sparse import SparseJacobian
 
     pattern = None if _is_detect(sparsity) else sparsity
     if pattern is None and holomorphic:
@@ -474,7 +479,7 @@ def _sparse_transform(
             "sparsity detection traces real inputs. Pass the pattern itself as sparsity= "
             "(ft.sparsity_pattern of a real version of f, or a known one) with holomorphic=True"
         )
-    return SparseJacobian(
+    return hooks.entry("sparse_jacfwd")(  # the sparse transform sits above this module
         f,
         pattern,
         argnums,

@@ -22,10 +22,14 @@ from typing import Any
 import array_api_compat
 import numpy as np
 
-from . import _codegen, _core, _fused, _trace, _tree
-from ._backend import is_array, namespace_of
-from ._core import DualTensor
-from ._trace import FuseError
+from ..core import dual as _core
+from ..core import tree as _tree
+from ..core.backend import is_array, namespace_of
+from ..core.dual import DualTensor
+from . import codegen as _codegen
+from . import kernels as _fused
+from . import trace as _trace
+from .trace import FuseError
 
 __all__ = ["fuse", "FuseError", "FuseWarning", "Fused", "register_launcher"]
 

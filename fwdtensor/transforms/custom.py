@@ -30,8 +30,11 @@ import inspect
 from collections.abc import Callable
 from typing import Any
 
-from . import _backend, _core, _errors, _tree
-from ._core import DualTensor
+from ..core import backend as _backend
+from ..core import dual as _core
+from ..core import errors as _errors
+from ..core import tree as _tree
+from ..core.dual import DualTensor
 
 __all__ = ["custom_jvp"]
 
@@ -149,7 +152,7 @@ def _apply(cj: custom_jvp, args: tuple, leaves: list, tdef: Any, top: DualTensor
     nondiff = [args[i] for i in cj.nondiff_argnums]
     if all(t is None for t in tangents):  # constant at this level: lower levels still apply
         return cj(*_merge(cj, args, _tree.unflatten(tdef, primals)))
-    from . import _sparse  # sparsity detection sees through a custom rule conservatively
+    from .sparse import detect as _sparse  # sparsity detection sees through a custom rule conservatively
 
     if _sparse.is_tracer(bxp):
         out = cj(*_merge(cj, args, _tree.unflatten(tdef, primals)))

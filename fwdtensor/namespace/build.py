@@ -13,14 +13,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from . import _core
-from ._core import DualTensor
-from ._dtypes import DType, backend_for
-from .rules import ALL_RULES
-from .rules._forms import Rule
+from ..core import dual as _core
+from ..core.dtypes import DType, backend_for
+from ..core.dual import DualTensor
+from ..rules import ALL_RULES
+from ..rules._forms import Rule
 
 
-def _function(rule: Rule) -> Callable:
+def function_of(rule: Rule) -> Callable:
     written = rule.meta.get("function")
     if written is not None:  # a function written by hand; the row gives kind and note
         written.rule = rule  # type: ignore[attr-defined]
@@ -128,8 +128,7 @@ def build(prefix: str = "") -> dict[str, Callable]:
     for rule in ALL_RULES:
         if prefix:
             if rule.name.startswith(prefix):
-                out[rule.name[len(prefix) :]] = _function(rule)
+                out[rule.name[len(prefix) :]] = function_of(rule)
         elif "." not in rule.name:
-            out[rule.name] = _function(rule)
-            setattr(_core.R, rule.name, rule)
+            out[rule.name] = function_of(rule)
     return out

@@ -16,8 +16,10 @@ from typing import Any
 
 import array_api_compat
 
-from . import _backend, _errors, _tree
-from ._core import DualTensor, innermost
+from ..core import backend as _backend
+from ..core import errors as _errors
+from ..core import tree as _tree
+from ..core.dual import DualTensor, innermost
 
 __all__ = ["Engine", "batched_hessian", "batched_jacfwd", "check_independent"]
 

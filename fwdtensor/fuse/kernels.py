@@ -22,7 +22,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from . import _core
+from ..core import dual as _core
 
 __all__ = ["set_fused", "is_fused", "unary", "binary", "UNARY", "BINARY"]
 

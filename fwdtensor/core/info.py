@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from ._dtypes import TOKENS, backend_of_device, token_of
+from .dtypes import TOKENS, backend_of_device, token_of
 
 e = math.e
 inf = math.inf

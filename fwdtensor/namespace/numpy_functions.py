@@ -15,9 +15,10 @@ from typing import Any
 
 import numpy as np
 
-from . import _core, _errors
-from ._backend import PY_SCALARS
-from ._core import DualTensor, innermost
+from ..core import dual as _core
+from ..core import errors as _errors
+from ..core.backend import PY_SCALARS
+from ..core.dual import DualTensor, innermost
 
 ft: Any = _core.FT  # the namespace (set before this module is imported)
 _NV: Any = np._NoValue  # NumPy's "argument not given" marker, which it passes on as it is

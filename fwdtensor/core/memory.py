@@ -13,8 +13,8 @@ from typing import Any
 import array_api_compat
 import numpy as np
 
-from ._backend import PY_SCALARS, namespace_of
-from ._core import DualTensor
+from .backend import PY_SCALARS, namespace_of
+from .dual import DualTensor
 
 
 def _leaves(x: Any, out: list) -> list:

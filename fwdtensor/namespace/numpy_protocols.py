@@ -17,11 +17,12 @@ from typing import Any
 
 import numpy as np
 
-from . import _core, _errors
-from . import _numpy_functions as nf
-from . import fft as ft_fft
-from . import linalg as ft_linalg
-from ._core import DualTensor
+from .. import fft as ft_fft
+from .. import linalg as ft_linalg
+from ..core import dual as _core
+from ..core import errors as _errors
+from ..core.dual import DualTensor
+from . import numpy_functions as nf
 
 ft: Any = _core.FT
 

@@ -35,11 +35,14 @@ from typing import Any
 
 import array_api_compat
 
-import fwdtensor as ft
-
-from . import _backend, _dask, _errors, _progress, _tree
-from ._core import DualTensor
-from ._errors import FwdTensorError
+from ...core import backend as _backend
+from ...core import errors as _errors
+from ...core import tree as _tree
+from ...core.dual import DualTensor
+from ...core.errors import FwdTensorError, NotDifferentiableError
+from .. import jacobian as _jacobian
+from .. import progress as _progress
+from . import dask as _dask
 
 __all__ = ["DistributedError", "distributed_jacfwd", "jacfwd_distributed", "push_directions"]
 
@@ -226,7 +229,9 @@ class _Work:
         tree = self.tree()
         leaves, in_def = _tree.flatten(tree)
         seeds = [self.seeds(i, x, s, e) for i, x in enumerate(leaves)]
-        res = ft.batched_jvp(self.call, (tree,), (_tree.unflatten(in_def, seeds),), has_aux=self.has_aux)
+        res = _jacobian.batched_jvp(
+            self.call, (tree,), (_tree.unflatten(in_def, seeds),), has_aux=self.has_aux
+        )
         aux = res[2] if self.has_aux and s == 0 else None  # one copy of aux is enough
         return _Done(res[1], aux)
 
@@ -522,7 +527,7 @@ def _check_leaf(x: Any) -> int:
         raise TypeError(f"a differentiated argument must be an array, got {type(x).__name__}")
     xp = _backend.namespace_of(x)
     if not xp.isdtype(x.dtype, "real floating"):
-        raise ft.NotDifferentiableError(
+        raise NotDifferentiableError(
             f"a distributed Jacobian differentiates real floating inputs, got dtype {x.dtype}; cast it "
             "with astype, leave it out of argnums, or use ft.jacfwd(..., holomorphic=True) for complex inputs"
         )
@@ -532,7 +537,7 @@ def _check_leaf(x: Any) -> int:
 def default_chunk_size(n: int, itemsize: int, workers: int) -> int:
     """About ``4 * workers`` chunks, each small enough that its tangents fit the memory budget."""
     balanced = math.ceil(n / (_CHUNKS_PER_WORKER * max(workers, 1)))
-    fits = ft.get_memory_budget() // (_LIVE_ARRAYS * itemsize * max(n, 1))
+    fits = _jacobian.get_memory_budget() // (_LIVE_ARRAYS * itemsize * max(n, 1))
     return max(1, min(n, balanced, fits))
 
 
@@ -616,7 +621,7 @@ def jacfwd_distributed(
     sizes = [math.prod(x.shape) for x in leaves]
     n = sum(sizes)
     if n == 0:  # nothing to distribute
-        return ft.jacfwd(f, argnums, has_aux=has_aux)(*args, **kwargs)
+        return _jacobian.jacfwd(f, argnums, has_aux=has_aux)(*args, **kwargs)
     seeds = IdentitySeeds(sizes)
     sink, aux = _push(
         f, args, kwargs, argnums, n, seeds, executor, chunk_size, retries, has_aux, progress, timeout

@@ -1,0 +1,1 @@
+"""The namespace built from the rule tables (``ft.*``, ``ft.linalg``, ``ft.fft``)."""

@@ -1,0 +1,1 @@
+"""Transforms: jvp, jacfwd/hessian (``jacobian``), ``custom_jvp``, progress, ``sparse/``, ``parallel/``."""

@@ -1,0 +1,1 @@
+"""Sparse Jacobians: sparsity patterns, column colouring, sparsity detection, compressed Jacobians."""
