@@ -125,3 +125,27 @@ def assert_close(got: Any, want: Any, dtype: str, what: str = "") -> None:
     g, w = to_numpy(got), np.asarray(want)
     scale = max(1.0, float(np.max(np.abs(w)))) if w.size else 1.0
     np.testing.assert_allclose(g, w, rtol=rtol, atol=atol * scale, err_msg=what)
+
+
+def elementwise_derivative(f: Any, order: int = 1) -> Any:
+    """The ``order``-th derivative of an elementwise ``f`` at every element of an array at once.
+
+    ``ft.derivative`` takes one number; for an elementwise function the derivative at each
+    element is the JVP along a direction of ones, nested ``order`` times.
+    """
+
+    def d(h: Any) -> Any:
+        def dh(x: Any) -> Any:
+            inner = x
+            while isinstance(inner, ft.DualTensor):
+                inner = inner.primal
+            xp = array_api_compat.array_namespace(inner)
+            one = xp.ones(inner.shape, dtype=inner.dtype, device=array_api_compat.device(inner))
+            return ft.jvp(h, (x,), (one,))[1]
+
+        return dh
+
+    g = f
+    for _ in range(order):
+        g = d(g)
+    return g

@@ -550,11 +550,15 @@ def test_reduce_where_is_refused():
         np.add.reduce(d, where=np.array([True, False, True]))
 
 
-def test_comparisons_give_plain_booleans():
+def test_comparisons_give_boolean_constants():
+    # the namespace is closed: comparisons are constants (no tangent) of fwdtensor's namespace
     d = ft.DualTensor(np.array([1.0, -2.0]), np.ones(2))
     for op in (np.less, np.greater_equal, np.equal, np.not_equal, np.isnan, np.signbit):
         r = op(d, 0.0) if op not in (np.isnan, np.signbit) else op(d)
-        assert r.dtype == bool and not isinstance(r, ft.DualTensor)
+        assert r.dtype == bool and isinstance(r, ft.DualTensor) and r._t is None
+        np.testing.assert_array_equal(
+            np.asarray(r), op(d.primal, 0.0) if op not in (np.isnan, np.signbit) else op(d.primal)
+        )
 
 
 # ------------------------------------------------------------------------ out=

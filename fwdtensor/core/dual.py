@@ -274,6 +274,11 @@ class DualTensor:
         return f"DualTensor(primal={prim},\n{pad}tangent={tan}{extra})"
 
     # ---------------------------------------------------------- python protocol
+    def __format__(self, spec: str) -> str:
+        # Formatting shows the value (a string cannot carry a derivative onward); the
+        # backend's array decides which specs it supports, as for a plain 0-d array.
+        return format(self.primal, spec) if spec else str(self)
+
     def __bool__(self) -> bool:
         return bool(self.primal)
 

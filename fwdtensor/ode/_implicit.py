@@ -46,11 +46,20 @@ class FlatProblem:
         args = self.primal_args if primal else self.args
         if primal and type(y) is DualTensor:  # constant duals next to a dual state (array-api-strict)
             args = tuple(_tree.map_tree(lambda a: _lift(a, y), list(args)))
-        return self._call(t, y, args)
+        k = self._call(t, y, args)
+        # primal values are plain arrays for the solver's own arithmetic (the namespace's
+        # results are constant duals, which array-api-strict refuses beside its arrays)
+        return _core.bare(k) if primal else k
 
     def _call(self, t: Any, y: Any, args: tuple) -> Any:
         self.nfev += 1
-        k = self.fun(t, ft.reshape(y, self.shape) if self.shape != (self.n,) else y, *args)
+        if self.shape != (self.n,):  # plain states stay plain (ft.* would make them constants)
+            y = (
+                ft.reshape(y, self.shape)
+                if type(y) is DualTensor
+                else _backend.namespace_of(y).reshape(y, self.shape)
+            )
+        k = self.fun(t, y, *args)
         if type(k) is not DualTensor and not _backend.is_array(k):
             raise TypeError(
                 f"fun must return an array of the state's shape {self.shape}, got {type(k).__name__}"
@@ -119,7 +128,10 @@ class Factored:
         problem.nlu += 1
 
     def solve(self, b: Any) -> Any:
-        return ft.linalg.lu_solve(self.lu, b)
+        x = ft.linalg.lu_solve(self.lu, b)
+        # a plain right-hand side with constant factors gives a plain solution, as the solver's
+        # own arithmetic on the backend's arrays needs (array-api-strict refuses constant duals)
+        return _core.bare(x) if type(b) is not DualTensor else x
 
 
 def scaled_rms(xp: Any, e: Any, y: Any, y_new: Any, rtol: float, atol: float) -> float:

@@ -149,9 +149,11 @@ def getitem(x: DualTensor, key: Any) -> Any:
     a write into it reaches ``x``'s value and tangent together (see ``setitem``).
     """
     key = _as_tuple(key)
+    basic = all(type(k) in _BASIC for k in key)
+    if basic and Ellipsis not in key:
+        key = (*key, Ellipsis)  # a full integer key then gives a 0-d view, never a NumPy scalar
     y = x.primal[key]
     t = x._t
-    basic = all(type(k) in _BASIC for k in key)
     if t is None:
         y = _core.make_dual(y, None, x.level, x._B, x._bxp)
         if type(y) is not DualTensor:
