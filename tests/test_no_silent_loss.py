@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 import fwdtensor as ft
+from fwdtensor.core import dual as _dual
 from fwdtensor.core import levels as _levels
 
 CONVERSIONS = {
@@ -43,7 +44,7 @@ def _carrying(backend):
     batched = ft.DualTensor(p, backend.asarray(np.array([1.0, 0.0, 2.0])), batched=True)
     zero_tangent = ft.DualTensor(p, backend.asarray(np.array(0.0)))  # zeros, not a symbolic zero
     # a constant of a higher level whose primal is a dual with a tangent (as inside nested transforms)
-    nested = ft._core._make(single, None, _levels.new_level(), 0, single._bxp)
+    nested = _dual._make(single, None, _levels.new_level(), 0, single._bxp)
     return {"single": single, "batched": batched, "zero-valued": zero_tangent, "nested": nested}
 
 
@@ -69,7 +70,7 @@ def _as_index(backend):
 @pytest.mark.parametrize("conv", sorted(CONVERSIONS))
 def test_conversions_of_constants_work(conv, backend):
     c = ft.asarray(_one(backend))
-    assert ft._core.carries_tangent(c) is False
+    assert _dual.carries_tangent(c) is False
     if conv == "index":
         for i in _as_index(backend):
             assert operator.index(i) == 2 and [0, 1, 2, 3][i] == 2
@@ -86,7 +87,7 @@ def test_conversions_of_constants_work(conv, backend):
     else:
         assert float(np.asarray(got)) == 2.0
     # a constant nested in levels converts the same way
-    nested = ft._core._make(c, None, _levels.new_level(), 0, c._bxp)
+    nested = _dual._make(c, None, _levels.new_level(), 0, c._bxp)
     if conv not in ("dlpack", "from_dlpack", "np.from_dlpack"):
         assert CONVERSIONS[conv](nested) == got or np.all(np.asarray(CONVERSIONS[conv](nested)) == got)
 
