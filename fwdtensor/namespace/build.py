@@ -122,7 +122,7 @@ def _standard(rule: Rule, params: str) -> Callable:
     keywords = tuple(p.name for p in plist if p.kind is p.KEYWORD_ONLY)
     # A keyword-only parameter given positionally gets an error naming it: the compiled
     # function takes the surplus as `*_extra` and shows the standard's signature instead.
-    guard = bool(keywords) and not any(p.kind is p.VAR_POSITIONAL for p in plist)
+    guard = len(keywords) > 0 and not any(p.kind is p.VAR_POSITIONAL for p in plist)
     if guard:
         positional = tuple(p.name for p in plist if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD))
         env["keyword_only"] = _errors.keyword_only
