@@ -34,28 +34,25 @@ def function_of(rule: Rule) -> Callable:
     if written is not None:  # a function written by hand; the row gives kind and note
         written.rule = rule  # type: ignore[attr-defined]
         return written
-    if rule.form == "unary":
+    std = SIGNATURES.get(rule.name)
+    if rule.form == "unary" and std in (None, "x, /"):
         unary = _core.unary
 
         def fn(x: Any, /) -> Any:
             return unary(rule, x)
 
-    elif rule.form == "binary":
+    elif rule.form == "binary" and std in (None, "x1, x2, /"):
         binary = _core.binary
 
         def fn(x1: Any, x2: Any, /) -> Any:  # type: ignore[misc]
             return binary(rule, x1, x2)
 
-    elif rule.name in SIGNATURES:
-        fn = _standard(rule, SIGNATURES[rule.name])
+    elif std is not None:
+        fn = _standard(rule, std)
     elif rule.meta.get("creation"):
-        fn = _creation(rule)
+        raise RuntimeError(f"creation rule {rule.name} has no signature in namespace/signatures.py")
     else:
         fn = _general(rule)
-    if rule.form in ("unary", "binary") and rule.name in SIGNATURES:
-        std = SIGNATURES[rule.name]
-        if std != ("x, /" if rule.form == "unary" else "x1, x2, /"):
-            fn = _standard(rule, std)
     name = rule.name.rsplit(".", 1)[-1]
     fn.__name__ = fn.__qualname__ = name
     # where the function is found by name, so pickle (process pools, Dask) can send it
@@ -140,7 +137,7 @@ def _standard(rule: Rule, params: str) -> Callable:
             body.append(f"kw[{p.name!r}] = {p.name}")
         else:
             body.append(f"if {p.name} is not _default_{p.name}: kw[{p.name!r}] = {p.name}")
-    if rule.meta.get("creation"):
+    if rule.meta.get("creation"):  # the backend of its arrays, else of device=, else NumPy
         env["create"] = _create
         body.append(f"return create(rule, {arrays}, kw)")
     else:
@@ -190,51 +187,6 @@ def _create(rule: Rule, arrays: tuple, kwargs: dict) -> Any:
     if top is None:
         return _core.constant(rule.f(xp, *arrays, **kwargs))
     return _core.apply(rule, arrays, kwargs)
-
-
-def _binder(rule: Rule) -> Callable[[tuple, dict], tuple[tuple, dict]]:
-    """Split a call into (array arguments, keyword parameters) for a creation rule.
-
-    ``meta["order"]`` lists the positional parameters where they do not start with the
-    array arguments (``full(shape, fill_value)``).
-    """
-    names, params = rule.args, rule.params
-    varargs = names == ("*arrays",)
-    order = rule.meta.get("order") or (*names, *params)
-
-    def bind(args: tuple, kwargs: dict) -> tuple[tuple, dict]:
-        if varargs:
-            return args, kwargs
-        if len(args) > len(order):
-            raise TypeError(f"{rule.name}() takes at most {len(order)} positional arguments")
-        for k, a in zip(order, args):
-            if k in kwargs:
-                raise TypeError(f"{rule.name}() got multiple values for argument {k!r}")
-            kwargs[k] = a
-        return tuple(kwargs.pop(k, None) for k in names), kwargs
-
-    return bind
-
-
-def _creation(rule: Rule) -> Callable:
-    apply, constant = _core.apply, _core.constant
-    bind = _binder(rule)
-
-    def fn(*args: Any, **kwargs: Any) -> Any:
-        arrays, kwargs = bind(args, dict(kwargs))
-        top = None
-        for a in arrays:
-            if type(a) is DualTensor:
-                top = a
-                break
-        xp = top._bxp if top is not None else backend_for(arrays, kwargs.get("device"))
-        if type(kwargs.get("dtype")) is DType:
-            kwargs["dtype"] = kwargs["dtype"].on(xp)
-        if top is None:
-            return constant(rule.f(xp, *arrays, **kwargs))
-        return apply(rule, arrays, kwargs)
-
-    return fn
 
 
 def build(prefix: str = "") -> dict[str, Callable]:
