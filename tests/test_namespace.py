@@ -146,12 +146,12 @@ def test_can_cast_finfo_iinfo(backend):
         assert ft.can_cast(getattr(ft, a), getattr(ft, b)) == want
     d = dual(backend, [1.0], [1.0], "float32")
     assert ft.can_cast(d, ft.float64) and not ft.can_cast(d, ft.int32)
-    theirs = backend.xp.finfo(backend.dtype("float32"))
     for x in (d, ft.float32, backend.dtype("float32")):
         fi = ft.finfo(x)
         assert fi.bits == 32 and fi.eps == np.finfo(np.float32).eps
-        # a dual or backend dtype asks its backend; a token asks NumPy
-        assert fi.dtype == (ft.float32 if x is ft.float32 else theirs.dtype)
+        # a dual or backend dtype gets the backend's dtype (never torch's string); a token, a token
+        assert fi.dtype == ft.float32 and not isinstance(fi.dtype, str)
+        assert (fi.dtype is ft.float32) == (x is ft.float32)
     ii = ft.iinfo(ft.int16)
     assert (ii.min, ii.max, ii.bits) == (-(2**15), 2**15 - 1, 16)
     assert ft.iinfo(backend.asarray([1], "int8")).max == 127

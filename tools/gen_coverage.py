@@ -155,7 +155,10 @@ def _params(sig: inspect.Signature, arrays: frozenset) -> list[str]:
 def _signature(prefix: str, name: str, fn: Any) -> list[str]:
     rule = getattr(fn, "rule", None)
     arrays = ARRAY_PARAMS | frozenset(a.lstrip("*") for a in getattr(rule, "args", ()))
-    if rule is not None and ("function" in rule.meta or "__signature__" in vars(fn)):  # its own signature
+    from fwdtensor.namespace.signatures import SIGNATURES
+
+    own = rule is not None and ("function" in rule.meta or rule.name in SIGNATURES)
+    if own or "__signature__" in vars(fn):  # its own signature (the standard's, from signatures.py)
         return _params(inspect.signature(fn), arrays)
     std = getattr(_standard_module(prefix), name, None)
     if std is not None:

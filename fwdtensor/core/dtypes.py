@@ -12,6 +12,7 @@ from __future__ import annotations
 import builtins
 import importlib
 import sys
+from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
@@ -298,31 +299,87 @@ def can_cast(from_: Any, to: Any, /) -> builtins.bool:
     return xp.can_cast(_backend_arg(from_, xp), to_backend(to, xp))
 
 
-def finfo(type: Any, /) -> Any:  # noqa: A002  (the standard's parameter name)
+@dataclass(frozen=True)
+class finfo_object:  # noqa: N801  (the standard's name for what finfo returns)
+    """Machine limits of a floating dtype, as Python numbers (the standard's ``finfo_object``)."""
+
+    bits: int
+    eps: float
+    max: float
+    min: float
+    smallest_normal: float
+    dtype: Any
+
+
+@dataclass(frozen=True)
+class iinfo_object:  # noqa: N801  (the standard's name for what iinfo returns)
+    """Machine limits of an integer dtype, as Python ints (the standard's ``iinfo_object``)."""
+
+    bits: int
+    max: int
+    min: int
+    dtype: Any
+
+
+def _info_dtype(xp: ModuleType | None, name: str | None, found: Any) -> Any:
+    """The ``dtype`` field: a token when only tokens were asked about, else the backend's dtype.
+
+    (torch's ``finfo(...).dtype`` is a string: then the backend's dtype of that name.)
+    """
+    if name is None:
+        return found
+    if xp is None:
+        return TOKENS[name] if name in TOKENS else found
+    return getattr(xp, name, found) if found is None or isinstance(found, str) else found
+
+
+def finfo(type: Any, /) -> finfo_object:  # noqa: A002  (the standard's parameter name)
     """Machine limits of a floating dtype (token, backend dtype, array or dual), from its backend.
 
+    The fields are Python numbers; ``dtype`` is the real dtype of the same precision.
+
     >>> import fwdtensor as ft
-    >>> ft.finfo(ft.float32).bits
-    32
+    >>> ft.finfo(ft.float32).bits, type(ft.finfo(ft.float32).eps)
+    (32, <class 'float'>)
     """
     xp, _ = _single_backend((type,))
-    xp = xp or array_api_compat.numpy
-    return xp.finfo(_backend_arg(type, xp))
+    bxp = xp or array_api_compat.numpy
+    got = bxp.finfo(_backend_arg(type, bxp))
+    name = name_of(_dtype_of(type))
+    real = {"complex64": "float32", "complex128": "float64"}.get(name, name) if name else None
+    return finfo_object(
+        bits=int(got.bits),
+        eps=float(got.eps),
+        max=float(got.max),
+        min=float(got.min),
+        smallest_normal=float(got.smallest_normal),
+        dtype=_info_dtype(xp, real, getattr(got, "dtype", None)),
+    )
 
 
-def iinfo(type: Any, /) -> Any:  # noqa: A002  (the standard's parameter name)
+def iinfo(type: Any, /) -> iinfo_object:  # noqa: A002  (the standard's parameter name)
     """Machine limits of an integer dtype (token, backend dtype, array or dual), from its backend.
+
+    The fields are Python ints.
 
     >>> import fwdtensor as ft
     >>> ft.iinfo(ft.int8).max
     127
     """
     xp, _ = _single_backend((type,))
-    xp = xp or array_api_compat.numpy
-    return xp.iinfo(_backend_arg(type, xp))
+    bxp = xp or array_api_compat.numpy
+    got = bxp.iinfo(_backend_arg(type, bxp))
+    name = name_of(_dtype_of(type))
+    return iinfo_object(
+        bits=int(got.bits),
+        max=int(got.max),
+        min=int(got.min),
+        dtype=_info_dtype(xp, name, getattr(got, "dtype", None)),
+    )
 
 
 __all__ = [
     "DType", "NAMES", "KINDS", "TOKENS", "name_of", "token_of", "to_backend",
     "backend_of_device", "backend_for", "isdtype", "result_type", "can_cast", "finfo", "iinfo",
+    "finfo_object", "iinfo_object",
 ]  # fmt: skip

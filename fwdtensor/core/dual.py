@@ -239,8 +239,13 @@ class DualTensor:
     def __array__(self, dtype: Any = None, copy: Any = None) -> Any:
         return _backend.host_array(self._plain_value("np.asarray()"), dtype, copy)
 
-    def __dlpack__(self, *args: Any, **kwargs: Any) -> Any:
-        return self._plain_value("DLPack export").__dlpack__(*args, **kwargs)
+    def __dlpack__(
+        self, /, *, stream: Any = None, max_version: Any = None, dl_device: Any = None, copy: Any = None
+    ) -> Any:
+        """DLPack export of a constant (the standard's signature); only given keywords are passed on."""
+        given = (("stream", stream), ("max_version", max_version), ("dl_device", dl_device), ("copy", copy))
+        kw = {k: v for k, v in given if v is not None}
+        return self._plain_value("DLPack export").__dlpack__(**kw)
 
     def __dlpack_device__(self) -> Any:
         return innermost(self).__dlpack_device__()

@@ -177,3 +177,17 @@ def scipy_no_rule(name: str) -> NotDifferentiableError:
         f"with ft.custom_jvp (f = ft.custom_jvp(scipy.special.{name}); @f.defjvp ...), or use "
         "ft.special if it has the function"
     )
+
+
+def keyword_only(
+    function: str, positional: tuple[str, ...], given: int, keywords: tuple[str, ...]
+) -> TypeError:
+    """A call that passed a keyword-only parameter of the standard's signature positionally."""
+    extra = keywords[: given - len(positional)]
+    n = len(positional)
+    first = ", ".join(positional)
+    return TypeError(
+        f"{function}() takes {n} positional argument{'s' if n != 1 else ''} ({first}) but {given} were "
+        f"given: {', '.join(extra)} {'is' if len(extra) == 1 else 'are'} keyword-only in the Array API "
+        f"standard; write {function}({first}, {extra[0]}=...)"
+    )

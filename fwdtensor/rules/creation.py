@@ -260,7 +260,7 @@ RULES: tuple[Rule, ...] = (
         f=_full,
         args=("fill_value",),
         params=("shape", "dtype", "device"),
-        meta={"creation": True, "order": ("shape", "fill_value")},
+        meta={"creation": True},
         note="differentiable in a 0-d dual fill_value",
     ),
     custom(
