@@ -51,16 +51,22 @@ def test_client_function(c, results):
         pytest.skip(r["why"])
     assert r["status"] != "broken", f"the NumPy reference itself fails: {r['error']}"
     # never a silent zero or wrong derivative, whatever the expectation
-    assert r["status"] in ("ok", "raises"), f"{c.name}: wrong derivative or value: {r}"
+    assert r["status"] in ("ok", "raises", "nan"), f"{c.name}: wrong derivative or value: {r}"
     if c.expect == cb.DIFF:
         assert r["status"] == "ok", f"{c.name} was expected to differentiate: {r}"
         assert r["fd_norm"] > 1e-3, "a case whose derivative is zero checks nothing"
+    elif c.expect == cb.NAN:
+        # visible, not silent: the tangent holds NaN where the reference is finite
+        assert r["status"] == "nan", f"{c.name} was expected to give a NaN tangent: {r}"
+        assert c.why
     else:
         assert r["status"] == "raises", f"{c.name} now differentiates: update its expectation ({r})"
         assert r["error_type"] == c.expect, r
         assert c.why, "an expected error needs its cause"
         if c.expect == "DerivativeLostError":
             assert "derivative would be lost" in r["error"] and "d.primal" in r["error"], r["error"]
+        if c.expect == "ValueError" and "DerivativeLostError" in c.why:
+            assert "DerivativeLostError" in r["chain"], r  # NumPy's error is chained from ours
 
 
 def test_the_environment_does_not_leak(results):
