@@ -24,12 +24,11 @@ DOC = ROOT / "docs" / "library-code.md"
 _ENV_AT_IMPORT = os.environ.get("SCIPY_ARRAY_API")
 
 
-@pytest.fixture(scope="module")
-def results() -> dict:
+def _battery(*flags: str) -> dict:
     env = {k: v for k, v in os.environ.items() if k != "SCIPY_ARRAY_API"}
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")])
     proc = subprocess.run(
-        [sys.executable, str(ROOT / "tests" / "client_battery.py")],
+        [sys.executable, str(ROOT / "tests" / "client_battery.py"), *flags],
         capture_output=True,
         text=True,
         cwd=ROOT,
@@ -38,6 +37,11 @@ def results() -> dict:
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     return json.loads(proc.stdout)
+
+
+@pytest.fixture(scope="module")
+def results() -> dict:
+    return _battery()
 
 
 def test_every_case_ran(results):
@@ -85,3 +89,14 @@ def test_the_docs_table_is_current():
     text = DOC.read_text()
     table = cb.markdown_table()
     assert table in text, "docs/library-code.md is stale: paste `python tests/client_battery.py --markdown`"
+
+
+@pytest.mark.slow
+def test_against_jax():
+    """Where JAX runs a client function (``jax.jvp`` on JAX arrays), its tangent is fwdtensor's."""
+    pytest.importorskip("jax", reason="JAX is the optional second reference")
+    res = _battery("--jax")
+    compared = {k: r for k, r in res.items() if r.get("jax") == "ok"}
+    assert len(compared) >= 50, "JAX should run most of the cases that differentiate"
+    bad = {k: r["jax_err"] for k, r in compared.items() if r["jax_err"] > 1e-7}
+    assert not bad, bad
