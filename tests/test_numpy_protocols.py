@@ -33,6 +33,13 @@ M3 = C33 + 3 * np.eye(3)  # well conditioned
 SPD = np.array([[4.0, 1.0, 0.5], [1.0, 3.0, 0.2], [0.5, 0.2, 2.0]])
 
 
+def _filled(a, val, wrap=False):
+    """``np.fill_diagonal`` on a copy (it writes in place and returns None)."""
+    b = a * 1.0
+    np.fill_diagonal(b, val, wrap=wrap)
+    return b
+
+
 def spd(x):
     """A symmetric positive definite matrix from any square x (for eigh, cholesky)."""
     return x @ x.T + 3 * np.eye(x.shape[0])
@@ -183,6 +190,18 @@ CASES = [
     ("percentile-many", lambda x: np.percentile(x, [10, 50, 90], axis=1), [(2, 6)], "real"),
     ("nansum", lambda x: np.nansum(x, axis=0), [(3, 4)], "real"),
     ("nanmean", lambda x: np.nanmean(x), [(3, 4)], "real"),
+    ("nanmedian", lambda x: np.nanmedian(np.where(C43 > 0.7, np.nan, x), axis=0), [(4, 3)], "real"),
+    ("nanmedian-all", lambda x: np.nanmedian(np.where(C43 > 0.7, np.nan, x)), [(4, 3)], "real"),
+    ("nanpercentile-many", lambda x: np.nanpercentile(x, [25, 75], axis=1), [(2, 6)], "real"),
+    (
+        "nanquantile-keepdims",
+        lambda x: np.nanquantile(np.where(C43 > 0.7, np.nan, x), 0.3, axis=1, keepdims=True),
+        [(4, 3)],
+        "real",
+    ),
+    ("fill_diagonal", lambda a: _filled(a, 0.5), [(3, 3)], "real"),
+    ("fill_diagonal-dual", lambda a, v: _filled(a, v), [(3, 3), (3,)], "real"),
+    ("fill_diagonal-wrap", lambda a, v: _filled(a, v, wrap=True), [(7, 3), (2,)], "real"),
     ("cov", np.cov, [(3, 5)], "real"),
     ("cov-y-rowvar", lambda x, y: np.cov(x, y, rowvar=False, ddof=0), [(5, 2), (5,)], "real"),
     ("corrcoef", np.corrcoef, [(3, 5)], "real"),
@@ -457,7 +476,6 @@ def test_nested_hessian(name, f, shape):
 # ------------------------------------------------------------ calls without a rule
 NO_RULE = [
     ("numpy.histogram", lambda x: np.histogram(x, bins=3)[1]),
-    ("numpy.nanmedian", lambda x: np.nanmedian(x)),
     ("numpy.unwrap", lambda x: np.unwrap(x)),
     ("numpy.bincount", lambda x: np.bincount(np.array([0, 1, 1]), weights=x)),
     ("numpy.i0", lambda x: np.i0(x)),

@@ -253,6 +253,80 @@ def nanmean(a, axis=None, dtype=None, out=None, keepdims=False, *, where=_NV):
     return put(ft.divide(s, n), out, "nanmean")
 
 
+def nanquantile(
+    a, q, axis=None, out=None, overwrite_input=False, method="linear", keepdims=False, *, weights=None
+):
+    """NumPy's linear ``nanquantile``: NaNs sort last (as +inf), each slice interpolates between
+    the order statistics of its own non-NaN count; an all-NaN slice gives NaN (constant)."""
+    if method != "linear" or weights is not None:
+        raise unsupported("nanquantile", f"method={method!r} or weights=")
+    a = _f(a)
+    nd = a.ndim
+    if axis is None:
+        a, axis = ft.reshape(a, (-1,)), 0
+    axis = _ax(axis, a.ndim)
+    nan = np.isnan(innermost(a))
+    s = ft.sort(ft.where(nan, math.inf, a), axis=axis)
+    last = np.maximum(np.sum(~nan, axis=axis, keepdims=True) - 1, 0)
+    empty = np.all(nan, axis=axis, keepdims=True)
+    qs = np.asarray(innermost(q) if type(q) is DualTensor else q, dtype=np.float64)
+    rs = []
+    with np.errstate(invalid="ignore"):  # inf - inf in all-NaN slices, replaced by NaN below
+        for qq in qs.reshape(-1):
+            pos = last * qq
+            lo = np.floor(pos).astype(np.int64)
+            hi = np.minimum(lo + 1, last)
+            slo, shi = ft.take_along_axis(s, lo, axis=axis), ft.take_along_axis(s, hi, axis=axis)
+            r = ft.add(slo, ft.multiply(ft.subtract(shi, slo), (pos - lo).astype(innermost(a).dtype)))
+            rs.append(ft.where(empty, math.nan, r))
+    r = ft.stack(rs, axis=0)  # NumPy puts q's axis first
+    if not keepdims:
+        r = ft.squeeze(r, axis=axis + 1)
+    elif nd != a.ndim:
+        r = ft.reshape(r, (r.shape[0],) + (1,) * nd)
+    return put(r if qs.ndim else r[0, ...], out, "nanquantile")
+
+
+def nanmedian(a, axis=None, out=None, overwrite_input=False, keepdims=False):
+    return nanquantile(a, 0.5, axis, out, keepdims=keepdims)
+
+
+def nanpercentile(
+    a, q, axis=None, out=None, overwrite_input=False, method="linear", keepdims=False, *, weights=None
+):
+    qq = np.asarray(innermost(q) if type(q) is DualTensor else q, dtype=np.float64) / 100.0
+    return nanquantile(a, qq, axis, out, overwrite_input, method, keepdims, weights=weights)
+
+
+def fill_diagonal(a, val, wrap=False):
+    """NumPy's in-place ``fill_diagonal``: the same flat positions, values repeated cyclically; a
+    dual ``a`` takes ``val``'s tangent there, a plain ``a`` only a ``val`` without one."""
+    shape = tuple(a.shape)
+    if len(shape) < 2:
+        raise ValueError("array must be at least 2-d")
+    size = math.prod(shape)
+    if len(shape) == 2:
+        step = shape[1] + 1
+        end = size if wrap or shape[1] >= shape[0] else shape[1] * shape[1]  # (min is NumPy's here)
+    else:
+        if len(set(shape)) != 1:
+            raise ValueError("All dimensions of input must be of equal length")
+        step, end = 1 + int(np.cumprod(shape[:-1]).sum()), size
+    flat = np.arange(0, end, step)
+    key = np.unravel_index(flat, shape)
+    if type(a) is not DualTensor:
+        if carries(val):
+            raise _errors.derivative_lost("numpy.fill_diagonal(<ndarray>, <dual>)")
+        np.fill_diagonal(a, innermost(val) if type(val) is DualTensor else val, wrap=wrap)
+        return None
+    v = arr(val)
+    if v.ndim > 0:
+        v = ft.reshape(v, (-1,))
+        v = ft.take(v, np.arange(flat.size) % v.shape[0]) if v.shape[0] != flat.size else v
+    a[key] = v
+    return None
+
+
 # ------------------------------------------------------------ linear algebra
 def dot(a, b, out=None):
     """NumPy's ``dot``: a product for scalars, else the sum over a's last and b's second-to-last axis."""

@@ -372,6 +372,7 @@ def _functions() -> dict[Any, Callable]:
     for name in (
         "sum", "prod", "max", "min", "ptp", "mean", "std", "var", "average", "cumsum", "cumprod",
         "cumulative_sum", "cumulative_prod", "median", "quantile", "percentile", "nansum", "nanmean",
+        "nanmedian", "nanquantile", "nanpercentile", "fill_diagonal",
         "dot", "vdot", "inner", "outer", "tensordot", "matmul", "vecdot", "einsum", "kron", "cross",
         "trace", "diagonal", "diag", "triu", "tril", "polyval", "reshape", "ravel", "transpose",
         "swapaxes", "moveaxis", "squeeze", "expand_dims", "concatenate", "stack", "atleast_1d",
