@@ -72,6 +72,7 @@ class DivBy:
 
 
 _NP_SCALARS = _backend.NP_SCALARS  # a 0-d result is stored as a 0-d array, never as one of these
+_SCALAR_TYPES = frozenset(PY_SCALARS)  # one hash lookup instead of a scan of the tuple
 
 # Partial derivatives that are not arrays (scalars and markers) and so cannot be reused.
 _NOT_ARRAYS = frozenset({int, float, complex, bool, DivBy, object, type(None)})
@@ -120,8 +121,10 @@ class DualTensor:
     5.5
     """
 
-    # ``_link`` (a view's ``(base, key)``) and ``_views`` (weak references to the views of a
-    # dual) are set only on duals that indexing made or indexed; readers use getattr.
+    # ``_link`` is a view's ``(base, key)``, None for every other dual (set by every
+    # constructor, so the hot paths read it without a failed lookup); ``_views`` (weak
+    # references to the views of a dual) is set only on duals that indexing indexed.
+    # Readers use getattr, for duals built without a constructor.
     __slots__ = ("primal", "_t", "level", "_B", "xp", "_bxp", "_owned", "_link", "_views", "__weakref__")
     __array_priority__ = 1000
 
@@ -177,6 +180,7 @@ class DualTensor:
         self.xp = bxp
         self._bxp = bxp
         self._owned = False
+        self._link = None
 
     # ---------------------------------------------------------------- attributes
     @property
@@ -320,7 +324,9 @@ class DualTensor:
         return binary(R.subtract, other, self)  # noqa: E704
 
     def __mul__(self, other):
-        return binary(R.multiply, self, other)  # noqa: E704
+        if type(other) is DualTensor:
+            return _product(self, other)
+        return binary(R.multiply, self, other)
 
     def __rmul__(self, other):
         return binary(R.multiply, other, self)  # noqa: E704
@@ -562,6 +568,7 @@ def _make(p: Any, t: Any, level: int, B: int, bxp: ModuleType) -> DualTensor:
     d.xp = FT if tp is DualTensor else bxp
     d._bxp = bxp
     d._owned = False
+    d._link = None
     return d
 
 
@@ -575,10 +582,12 @@ def _rebuild(p: Any, t: Any, level: int, B: int) -> DualTensor:
 def share(x: DualTensor) -> None:
     """Mark ``x``'s buffers as shared (a result holds them): its next write, or its base's
     when it is a view, copies first instead of writing in place."""
-    while x is not None:
+    while True:
         x._owned = False
         link = getattr(x, "_link", None)
-        x = None if link is None else link[0]
+        if link is None:
+            return
+        x = link[0]
 
 
 def make_dual(p: Any, t: Any, level: int, B: int, bxp: ModuleType) -> DualTensor:
@@ -694,7 +703,7 @@ def _check_const(bxp: ModuleType, ref: Any, c: Any) -> None:
 
 def expand(d: Any) -> Any:
     """Give a derivative array a unit batch axis so it multiplies a tangent cheaply."""
-    if type(d) in PY_SCALARS or d.ndim == 0:  # 0-d broadcasts as it is
+    if type(d) in _SCALAR_TYPES or not d.ndim:  # 0-d broadcasts as it is
         return d
     return d[None, ...]
 
@@ -732,7 +741,7 @@ def _fits(d: Any, t: Any) -> bool:
 
 def add_into(xp: ModuleType, u: Any, v: Any) -> Any:
     """``u + v``, written into ``u`` when ``u`` is a fresh temporary of the same shape and dtype."""
-    if xp is not FT and u.shape == v.shape and u.dtype == v.dtype:
+    if xp is not FT and u.shape == v.shape and ((dt := u.dtype) is v.dtype or dt == v.dtype):
         u += v
         return u
     return xp.add(u, v)
@@ -749,11 +758,10 @@ def unary(rule: Rule, x: Any) -> Any:
     xp = x.xp
     p = x.primal
     y = (rule.cache.get(xp) or _fn(rule, xp))(p)
+    x._owned = False  # the result may share x's buffers: x's next write copies them
     t = x._t
-    if x._owned:  # the result may share x's buffers: x's next write copies them
-        x._owned = False
-    kind = rule.kind
-    if t is not None and kind == "diff":
+    bxp = x._bxp
+    if t is not None and rule.kind == "diff":
         jvp = rule.jvp
         if jvp is not None:
             t = jvp(xp, p, y, t)
@@ -761,17 +769,39 @@ def unary(rule: Rule, x: Any) -> Any:
             d = rule.d(xp, p, y)
             # A derivative that is neither x nor y is a temporary of this rule: with one
             # direction, multiply into it in place instead of allocating (page faults on
-            # large fresh buffers cost as much as the arithmetic).
-            if d is not p and d is not y and xp is x._bxp and t.shape[0] == 1 and _fits(d, t):
+            # large fresh buffers cost as much as the arithmetic). It must be an array of
+            # the primal's type (not a scalar or marker), shape and the tangent's dtype.
+            if (
+                d is not p
+                and d is not y
+                and xp is bxp
+                and type(d) is type(p)
+                and (not x._B or t.shape[0] == 1)
+                and d.shape == p.shape
+                and ((dt := d.dtype) is t.dtype or dt == t.dtype)
+            ):
                 d *= t[0, ...]
                 t = d[None, ...]
             else:
                 t = _times(xp, t, d)
-        if t is not None:
-            if t is x._t:  # the result hands on x's tangent buffer
-                share(x)
-            return _make(y, t, x.level, x._B, x._bxp)
-    return _make(y, None, x.level, x._B, x._bxp)
+        if t is not None and t is x._t:  # the result hands on x's tangent buffer
+            share(x)
+    else:
+        t = None
+    # _make, inlined (this is the hottest path)
+    r = _new(DualTensor)
+    tp = type(y)
+    if tp in _NP_SCALARS:
+        y = _backend.zero_d(y)
+    r.primal = y
+    r._t = t
+    r.level = x.level
+    r._B = x._B
+    r.xp = FT if tp is DualTensor else bxp
+    r._bxp = bxp
+    r._owned = False
+    r._link = None
+    return r
 
 
 def binary(rule: Rule, a: Any, b: Any) -> Any:
@@ -781,85 +811,140 @@ def binary(rule: Rule, a: Any, b: Any) -> Any:
     if _fused.enabled and (r := _fused.binary(rule, a, b)) is not None:
         return r
     full = False  # True when the tangent is known to have the result's full shape
+    # Each dual operand's buffers may be shared by the result: its next write copies them
+    # (``_owned = False``, set before the call: a failed call only costs a later copy).
     if type(a) is DualTensor:
+        a._owned = False
         if type(b) is not DualTensor:  # the common case: a dual and a plain array or scalar
             pa, ta, pb, tb = a.primal, a._t, b, None
             bxp, B, level = a._bxp, a._B, a.level
-            full = type(b) in PY_SCALARS  # a scalar operand keeps the dual's shape
+            full = type(b) in _SCALAR_TYPES  # a scalar operand keeps the dual's shape
             if not full and type(b) is not type(pa):
                 _check_const(bxp, pa, b)
-        elif b.level == a.level:
-            pa, ta, pb, tb = a.primal, a._t, b.primal, b._t
-            bxp = a._bxp
-            if b._bxp is not bxp:
-                raise _errors.backend_mismatch(a.primal, b.primal)
-            B = a._B if a._B >= b._B else b._B
+        else:
+            b._owned = False
             level = a.level
-        elif b.level > a.level:  # a is a constant for b: only its value counts
-            pa, ta, pb, tb = bare(a), None, b.primal, b._t
-            bxp, B, level = b._bxp, b._B, b.level
-            if a._bxp is not bxp:
-                _check_const(bxp, b.primal, a)
-        else:  # b is a constant for a
-            pa, ta, pb, tb = a.primal, a._t, bare(b), None
-            bxp, B, level = a._bxp, a._B, a.level
-            if b._bxp is not bxp:
-                _check_const(bxp, pa, b)
+            if b.level == level:
+                pa, ta, pb, tb = a.primal, a._t, b.primal, b._t
+                bxp = a._bxp
+                if b._bxp is not bxp:
+                    raise _errors.backend_mismatch(pa, pb)
+                B = a._B if a._B >= b._B else b._B
+            elif b.level > level:  # a is a constant for b: only its value counts
+                pa, ta, pb, tb = bare(a), None, b.primal, b._t
+                bxp, B, level = b._bxp, b._B, b.level
+                if a._bxp is not bxp:
+                    _check_const(bxp, pb, a)
+            else:  # b is a constant for a
+                pa, ta, pb, tb = a.primal, a._t, bare(b), None
+                bxp, B = a._bxp, a._B
+                if b._bxp is not bxp:
+                    _check_const(bxp, pa, b)
     elif type(b) is DualTensor:
+        b._owned = False
         pa, ta, pb, tb = a, None, b.primal, b._t
         bxp, B, level = b._bxp, b._B, b.level
-        full = type(a) in PY_SCALARS
+        full = type(a) in _SCALAR_TYPES
         if not full and type(a) is not type(pb):
             _check_const(bxp, pb, a)
     else:
-        src = a if type(a) not in PY_SCALARS and type(b) not in TRACED else b
+        src = a if type(a) not in _SCALAR_TYPES and type(b) not in TRACED else b
         return constant(_fn(rule, namespace_of(src))(a, b))
 
     xp = FT if (type(pa) is DualTensor or type(pb) is DualTensor) else bxp
     y = (rule.cache.get(xp) or _fn(rule, xp))(pa, pb)
-    if type(a) is DualTensor:  # the result may share a's buffers: a's next write copies them
-        a._owned = False
-    if type(b) is DualTensor:
-        b._owned = False
-    kind = rule.kind
     t = None
-    if kind == "diff":
+    if rule.kind == "diff" and (ta is not None or tb is not None):
         nd = y.ndim + 1
+        if ta is not None and ta.ndim != nd:
+            ta = align(xp, ta, nd - 1)
+        if tb is not None and tb.ndim != nd:
+            tb = align(xp, tb, nd - 1)
         if ta is not None and tb is not None and rule.jvp is not None:
-            # both operands carry tangents: the rule's one-expression form (add, multiply...)
-            t = rule.jvp(
-                xp,
-                pa,
-                pb,
-                y,
-                ta if ta.ndim == nd else align(xp, ta, nd - 1),
-                tb if tb.ndim == nd else align(xp, tb, nd - 1),
-            )
-            return _make(y, t, level, B, bxp)
-        if ta is not None:
-            d = rule.d1(xp, pa, pb, y)
-            t = _times(xp, ta if ta.ndim == nd else align(xp, ta, nd - 1), d)
-            if d is ONE:  # the result hands on a's tangent buffer
-                share(a)
-        if tb is not None:
-            tb = tb if tb.ndim == nd else align(xp, tb, nd - 1)
-            d = rule.d2(xp, pa, pb, y)
-            if t is not None and d is MINUS_ONE:
-                t = xp.subtract(t, tb)  # one pass instead of negate-then-add
-            else:
-                t2 = _times(xp, tb, d)
-                if t2 is not None:
-                    if d is ONE and t is None:
-                        share(b)
-                    t = t2 if t is None else xp.add(t, t2)
-    if t is None:
-        return _make(y, None, level, B, bxp)
-    # With both tangents present the sum already has the full shape (B, *y.shape).
-    if not full and (ta is None or tb is None) and t.shape[1:] != y.shape:
-        t = xp.broadcast_to(t, (t.shape[0], *y.shape))
-    if t.dtype is not y.dtype and t.dtype != y.dtype:  # the lower-precision operand's tangent: promote it
-        t = xp.astype(t, y.dtype)
-    return _make(y, t, level, B, bxp)
+            # both operands carry tangents: the rule's one-expression form (add, multiply...),
+            # whose result has the full shape (B, *y.shape) and the result's dtype
+            t = rule.jvp(xp, pa, pb, y, ta, tb)
+        else:
+            if ta is not None:
+                d = rule.d1(xp, pa, pb, y)
+                if d is ONE:  # the result hands on a's tangent buffer
+                    t = ta
+                    share(a)
+                else:
+                    t = _times(xp, ta, d)
+            if tb is not None:
+                d = rule.d2(xp, pa, pb, y)
+                if t is not None and d is MINUS_ONE:
+                    t = xp.subtract(t, tb)  # one pass instead of negate-then-add
+                else:
+                    t2 = _times(xp, tb, d)
+                    if t2 is not None:
+                        if d is ONE and t is None:
+                            share(b)
+                        t = t2 if t is None else xp.add(t, t2)
+            if t is not None:
+                # With both tangents present the sum already has the full shape (B, *y.shape).
+                if not full and (ta is None or tb is None) and t.shape[1:] != y.shape:
+                    t = xp.broadcast_to(t, (t.shape[0], *y.shape))
+                if (dt := t.dtype) is not y.dtype and dt != y.dtype:
+                    t = xp.astype(t, y.dtype)  # the lower-precision operand's tangent: promote it
+    # _make, inlined (this is the hottest path)
+    r = _new(DualTensor)
+    tp = type(y)
+    if tp in _NP_SCALARS:
+        y = _backend.zero_d(y)
+    r.primal = y
+    r._t = t
+    r.level = level
+    r._B = B
+    r.xp = FT if tp is DualTensor else bxp
+    r._bxp = bxp
+    r._owned = False
+    r._link = None
+    return r
+
+
+def _product(a: DualTensor, b: DualTensor) -> Any:
+    """``a * b`` for two duals: the product rule inline where nothing needs the general path.
+
+    The fast case (the hottest operation of most programs): one level, one backend, plain
+    primals of one shape, both tangents present with one number of directions, no NaN
+    debugging and no fused kernels. Its tangent ``ta * b + tb * a`` is the multiply rule's
+    own ``jvp`` (``rules/elementwise.py``) without its three calls; both products have the
+    result's dtype and shape (``t.shape == (B, *primal.shape)``), so the sum goes in place.
+    Every other case goes through ``binary``.
+    """
+    pa, pb, ta, tb = a.primal, b.primal, a._t, b._t
+    if (
+        ta is None
+        or tb is None
+        or DEBUG_NANS
+        or _fused.enabled
+        or a.level != b.level
+        or a._B != b._B
+        or (bxp := a._bxp) is not b._bxp
+        or type(pa) is DualTensor
+        or type(pb) is not type(pa)
+        or pa.shape != pb.shape
+    ):
+        return binary(R.multiply, a, b)
+    rule = R.multiply
+    mul = rule.cache.get(bxp) or _fn(rule, bxp)
+    y = mul(pa, pb)
+    a._owned = b._owned = False  # the result may share their buffers: their next write copies
+    t = mul(ta, pb[None, ...])
+    t += mul(tb, pa[None, ...])
+    r = _new(DualTensor)
+    if type(y) in _NP_SCALARS:
+        y = _backend.zero_d(y)
+    r.primal = y
+    r._t = t
+    r.level = a.level
+    r._B = a._B
+    r.xp = r._bxp = bxp
+    r._owned = False
+    r._link = None
+    return r
 
 
 # ----------------------------------------------------------- general rules
