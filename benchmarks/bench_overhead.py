@@ -103,8 +103,9 @@ def worker(quick: bool) -> dict:
 
 def _commit(root: Path) -> str:
     try:
-        out = subprocess.run(["git", "-C", str(root), "rev-parse", "--short", "HEAD"], capture_output=True)
-        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "fwdtensor"], capture_output=True)
+        git = ["git", "-C", str(root)]
+        out = subprocess.run([*git, "rev-parse", "--short", "HEAD"], capture_output=True)
+        dirty = subprocess.run([*git, "status", "--porcelain", "fwdtensor"], capture_output=True)
         return out.stdout.decode().strip() + ("+dirty" if dirty.stdout.strip() else "")
     except OSError:
         return "?"
@@ -114,7 +115,8 @@ def _run_worker(root: Path, threads: int | None, quick: bool) -> dict:
     env = {k: v for k, v in os.environ.items() if k not in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")}
     env["PYTHONPATH"] = str(root)
     if threads is not None:
-        env.update(OMP_NUM_THREADS=str(threads), OPENBLAS_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+        for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+            env[var] = str(threads)
     cmd = [sys.executable, str(Path(__file__).resolve()), "--worker"] + (["--quick"] if quick else [])
     p = subprocess.run(cmd, env=env, cwd=str(root), capture_output=True, text=True, check=True)
     return json.loads(p.stdout)
@@ -183,9 +185,8 @@ def main() -> None:
             if "against" in roots:
                 change = row["fwdtensor_s[this]"] / row["fwdtensor_s[against]"] - 1
                 row["change_vs_against"] = change
-                line += (
-                    f" {row['fwdtensor_s[against]'] * 1e6:8.2f}us {row['ratio[against]']:6.2f}x {change:+7.1%}"
-                )
+                t_against = row["fwdtensor_s[against]"] * 1e6
+                line += f" {t_against:8.2f}us {row['ratio[against]']:6.2f}x {change:+7.1%}"
             print(line)
 
     args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -200,7 +201,7 @@ def main() -> None:
                     "python": platform.python_version(),
                 },
                 "load_average": {"before": load0, "after": load1, "per_worker_1min": loads},
-                "threads": {"default": "unset (library default)", "1 thread": "OMP/OPENBLAS/MKL_NUM_THREADS=1"},
+                "threads": {"default": "library default", "1 thread": "OMP/OPENBLAS/MKL_NUM_THREADS=1"},
                 "checkouts": {k: {"path": str(roots[k]), "commit": commits[k]} for k in roots},
                 "rounds": args.rounds,
                 "quick": args.quick,
