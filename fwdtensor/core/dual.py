@@ -991,18 +991,18 @@ def split(arrays: tuple, top: DualTensor) -> tuple[list, list, int, ModuleType, 
 
 def wrap(out: Any, tout: Any, level: int, B: int, bxp: ModuleType) -> Any:
     """Pair a rule's primal output (array or tuple of arrays) with its tangent output."""
-    if isinstance(out, (tuple, list)):
-        touts = (None,) * len(out) if tout is None else tout
-        items = [wrap(o, t, level, B, bxp) for o, t in zip(out, touts)]
-        if isinstance(out, list):
-            return items
-        if hasattr(out, "_fields"):
-            return type(out)(*items)
-        # torch.return_types are C struct sequences: named, but built from one sequence
-        return type(out)(items) if hasattr(type(out), "n_fields") else tuple(items)
-    if out is None or type(out) in PY_SCALARS:
-        return out
-    return make_dual(out, tout, level, B, bxp)
+    if not isinstance(out, (tuple, list)):
+        if out is None or type(out) in _SCALAR_TYPES:
+            return out
+        return _make(out, tout, level, B, bxp)
+    touts = (None,) * len(out) if tout is None else tout
+    items = [wrap(o, t, level, B, bxp) for o, t in zip(out, touts)]
+    if isinstance(out, list):
+        return items
+    if hasattr(out, "_fields"):
+        return type(out)(*items)
+    # torch.return_types are C struct sequences: named, but built from one sequence
+    return type(out)(items) if hasattr(type(out), "n_fields") else tuple(items)
 
 
 def apply(rule: Rule, arrays: tuple, params: dict) -> Any:
@@ -1013,11 +1013,20 @@ def apply(rule: Rule, arrays: tuple, params: dict) -> Any:
         for k, v in params.items():
             if type(v) is DualTensor and v._t is None:  # a constant as indices, axis, shape...
                 params[k] = _param(bare(v))
-    top = _top_level(arrays)
-    if top is None:
-        xp = _plain_namespace(arrays, params)
-        return constant(rule.f(xp, *arrays, **params))
-    primals, tangents, B, xp, bxp, any_t = split(arrays, top)
+    if len(arrays) == 1:  # one array argument (sum, reshape, getitem...): split inline
+        top = arrays[0]
+        if type(top) is not DualTensor:
+            return constant(rule.f(_plain_namespace(arrays, params), *arrays, **params))
+        p, t = top.primal, top._t
+        top._owned = False  # the result may share its buffers: its next write copies
+        primals, tangents, B, bxp, any_t = [p], [t], top._B, top._bxp, t is not None
+        xp = FT if type(p) is DualTensor else bxp
+    else:
+        top = _top_level(arrays)
+        if top is None:
+            xp = _plain_namespace(arrays, params)
+            return constant(rule.f(xp, *arrays, **params))
+        primals, tangents, B, xp, bxp, any_t = split(arrays, top)
     try:
         if rule.kind != "diff" or not any_t:
             return wrap(rule.f(xp, *primals, **params), None, top.level, B, bxp)
