@@ -4,8 +4,9 @@ Each case times a NumPy statement and the fwdtensor statement that does the same
 with a tangent, alternately in the same process, as ``timeit`` statements (no lambda, so
 a call's overhead is not hidden in the baseline's): 3-element float64 duals with one
 direction for the single operations, and W1 (``ft.jvp`` of ``log(x) + x*roll(x,1) -
-sin(x)``) at n = 1e3 and 1e6. Medians of many repeats; the ratio is fwdtensor's median
-over NumPy's.
+sin(x)``) at n = 1e3 and 1e6. Medians of many repeats; the ratio is the median of
+paired ratios (each fwdtensor sample over the NumPy sample just before it), and the change
+against another checkout compares these ratios, so the load of a shared machine cancels.
 
 Every measurement runs in a fresh worker process, once with the default threads and once
 with ``OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1``. ``--against ROOT`` also measures the
@@ -165,7 +166,9 @@ def main() -> None:
             row = table.setdefault(tag, {}).setdefault(case, {})
             row[f"numpy_s[{key}]"] = _median(sides["numpy"])
             row[f"fwdtensor_s[{key}]"] = _median(sides["fwdtensor"])
-            row[f"ratio[{key}]"] = row[f"fwdtensor_s[{key}]"] / row[f"numpy_s[{key}]"]
+            # The ratio is the median of paired ratios: each fwdtensor sample over the NumPy
+            # sample taken just before it, so a change of load between samples cancels.
+            row[f"ratio[{key}]"] = _median([f / n for f, n in zip(sides["fwdtensor"], sides["numpy"])])
 
     print(f"# fwdtensor per-operation overhead  {time.strftime('%Y-%m-%d %H:%M')}")
     print(f"# {platform.platform()}, {os.cpu_count()} cpus; load average {load0[0]:.2f} -> {load1[0]:.2f}")
@@ -183,7 +186,8 @@ def main() -> None:
                 f"{row['ratio[this]']:6.2f}x {(f'{goal:.0f}x' if goal else ''):>5s}"
             )
             if "against" in roots:
-                change = row["fwdtensor_s[this]"] / row["fwdtensor_s[against]"] - 1
+                # the change of the ratio to NumPy (each measured in its own worker processes)
+                change = row["ratio[this]"] / row["ratio[against]"] - 1
                 row["change_vs_against"] = change
                 t_against = row["fwdtensor_s[against]"] * 1e6
                 line += f" {t_against:8.2f}us {row['ratio[against]']:6.2f}x {change:+7.1%}"

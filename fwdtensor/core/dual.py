@@ -324,9 +324,45 @@ class DualTensor:
         return binary(R.subtract, other, self)  # noqa: E704
 
     def __mul__(self, other):
-        if type(other) is DualTensor:
-            return _product(self, other)
-        return binary(R.multiply, self, other)
+        # Dual times dual, the hottest operation of most programs: the product rule inline
+        # where nothing needs the general path (``binary``): one level, one backend, plain
+        # primals of one type and rank, both tangents with one number of directions, no
+        # NaN debugging, no fused kernels. The tangent ``ta * b + tb * a`` is the multiply
+        # rule's own ``jvp`` (``rules/elementwise.py``) without its calls: both products
+        # have the shape (B, *y.shape) and the result's dtype, so the sum goes in place.
+        # Tangents are never NumPy matrices, so ``*`` on them is the elementwise multiply.
+        if type(other) is not DualTensor:
+            return binary(R.multiply, self, other)
+        pa, pb, ta, tb = self.primal, other.primal, self._t, other._t
+        if (
+            ta is None
+            or tb is None
+            or DEBUG_NANS
+            or _fused.enabled
+            or self.level != other.level
+            or self._B != other._B
+            or (bxp := self._bxp) is not other._bxp
+            or type(pa) is DualTensor
+            or type(pb) is not type(pa)
+            or pa.ndim != pb.ndim
+        ):
+            return binary(R.multiply, self, other)
+        rule = R.multiply
+        y = (rule.cache.get(bxp) or _fn(rule, bxp))(pa, pb)
+        self._owned = other._owned = False  # the result may share their buffers: their next write copies
+        t = ta * pb[None, ...]
+        t += tb * pa[None, ...]
+        r = _new(DualTensor)
+        if type(y) in _NP_SCALARS:
+            y = _backend.zero_d(y)
+        r.primal = y
+        r._t = t
+        r.level = self.level
+        r._B = self._B
+        r.xp = r._bxp = bxp
+        r._owned = False
+        r._link = None
+        return r
 
     def __rmul__(self, other):
         return binary(R.multiply, other, self)  # noqa: E704
@@ -780,8 +816,9 @@ def unary(rule: Rule, x: Any) -> Any:
                 and d.shape == p.shape
                 and ((dt := d.dtype) is t.dtype or dt == t.dtype)
             ):
-                d *= t[0, ...]
-                t = d[None, ...]
+                d = d[None, ...]  # a view of the temporary with the tangent's shape (1, *S)
+                d *= t
+                t = d
             else:
                 t = _times(xp, t, d)
         if t is not None and t is x._t:  # the result hands on x's tangent buffer
@@ -899,49 +936,6 @@ def binary(rule: Rule, a: Any, b: Any) -> Any:
     r._B = B
     r.xp = FT if tp is DualTensor else bxp
     r._bxp = bxp
-    r._owned = False
-    r._link = None
-    return r
-
-
-def _product(a: DualTensor, b: DualTensor) -> Any:
-    """``a * b`` for two duals: the product rule inline where nothing needs the general path.
-
-    The fast case (the hottest operation of most programs): one level, one backend, plain
-    primals of one shape, both tangents present with one number of directions, no NaN
-    debugging and no fused kernels. Its tangent ``ta * b + tb * a`` is the multiply rule's
-    own ``jvp`` (``rules/elementwise.py``) without its three calls; both products have the
-    result's dtype and shape (``t.shape == (B, *primal.shape)``), so the sum goes in place.
-    Every other case goes through ``binary``.
-    """
-    pa, pb, ta, tb = a.primal, b.primal, a._t, b._t
-    if (
-        ta is None
-        or tb is None
-        or DEBUG_NANS
-        or _fused.enabled
-        or a.level != b.level
-        or a._B != b._B
-        or (bxp := a._bxp) is not b._bxp
-        or type(pa) is DualTensor
-        or type(pb) is not type(pa)
-        or pa.shape != pb.shape
-    ):
-        return binary(R.multiply, a, b)
-    rule = R.multiply
-    mul = rule.cache.get(bxp) or _fn(rule, bxp)
-    y = mul(pa, pb)
-    a._owned = b._owned = False  # the result may share their buffers: their next write copies
-    t = mul(ta, pb[None, ...])
-    t += mul(tb, pa[None, ...])
-    r = _new(DualTensor)
-    if type(y) in _NP_SCALARS:
-        y = _backend.zero_d(y)
-    r.primal = y
-    r._t = t
-    r.level = a.level
-    r._B = a._B
-    r.xp = r._bxp = bxp
     r._owned = False
     r._link = None
     return r
