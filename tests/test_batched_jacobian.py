@@ -194,3 +194,23 @@ def test_bad_shapes_raise_before_work():
         ft.jacfwd(lambda a, b: a * b, argnums=(0, 1), batch_axis=0)(np.ones((4, 3)), np.ones((5, 3)))
     with pytest.raises(ValueError, match="every output must carry the samples"):
         ft.jacfwd(lambda x: ft.sum(x), batch_axis=0, check=False)(np.ones((4, 3)))
+
+
+@pytest.mark.parametrize("axis", [0, 1])
+def test_per_sample_gradients(backend, axis):
+    rng = _rng(f"grad-{axis}")
+    X = rng.normal(size=(6, 3))
+
+    def energy(x):  # one scalar per sample
+        return ft.sum(ft.sin(x) * x**2, axis=1 - axis)
+
+    Xb = X if axis == 0 else X.T.copy()
+    g = ft.grad(energy, batch_axis=axis)(backend.asarray(Xb))
+    assert tuple(g.shape) == (6, 3)
+    ref = np.stack([ft.grad(lambda v: ft.sum(ft.sin(v) * v**2))(X[n]) for n in range(6)])
+    assert_close(g, ref, "float64")
+    value, g2 = ft.value_and_grad(energy, batch_axis=axis)(backend.asarray(Xb))
+    assert_close(value, np.sum(np.sin(X) * X**2, axis=1), "float64")
+    assert_close(g2, ref, "float64")
+    with pytest.raises(ft.NotDifferentiableError, match="not independent"):
+        ft.grad(lambda x: energy(x) * ft.sum(x), batch_axis=axis)(backend.asarray(Xb))

@@ -164,8 +164,10 @@ def _slice(x: Any, k: int, c: int) -> Any:
     return x[(*key, Ellipsis)]
 
 
-def check_independent(f: Callable, args: tuple, kwargs: dict, argnums: Any, nums: tuple, k: int,
-                      has_aux: bool, sparsity_pattern: Callable) -> None:  # fmt: skip
+def check_independent(
+    f: Callable, args: tuple, kwargs: dict, argnums: Any, nums: tuple, k: int, has_aux: bool,
+    sparsity_pattern: Callable, out_axis: int | None = None,
+) -> None:  # fmt: skip
     """Raise ``NotDifferentiableError`` when an output sample depends on another input sample.
 
     Runs sparsity detection on the first few samples of the differentiated arguments (and of
@@ -179,14 +181,17 @@ def check_independent(f: Callable, args: tuple, kwargs: dict, argnums: Any, nums
     in_k = [_norm(k, x.ndim, "a differentiated argument") for x in leaves]
     N = int(leaves[0].shape[in_k[0]])
     try:
-        _check_on(f, args, kwargs, argnums, nums, k, has_aux, min(N, _CHECK_SAMPLES), sparsity_pattern)
+        _check_on(
+            f, args, kwargs, argnums, nums, k, has_aux, min(N, _CHECK_SAMPLES), sparsity_pattern, out_axis
+        )
     except (_errors.NotDifferentiableError, ValueError):
         raise
     except Exception:  # f needs all samples (a per-sample parameter we did not slice, ...)
-        _check_on(f, args, kwargs, argnums, nums, k, has_aux, N, sparsity_pattern)
+        _check_on(f, args, kwargs, argnums, nums, k, has_aux, N, sparsity_pattern, out_axis)
 
 
-def _check_on(f, args, kwargs, argnums, nums, k, has_aux, c, sparsity_pattern) -> None:
+def _check_on(f, args, kwargs, argnums, nums, k, has_aux, c, sparsity_pattern, out_axis=None) -> None:
+    ko = k if out_axis is None else out_axis
     import numpy as np
 
     tree = args[nums[0]] if isinstance(argnums, int) else tuple(args[a] for a in nums)
@@ -233,7 +238,7 @@ def _check_on(f, args, kwargs, argnums, nums, k, has_aux, c, sparsity_pattern) -
 
     pattern = sparsity_pattern(g, flat)
     for s in out_shapes:
-        ky = _norm(k, len(s), "an output")
+        ky = _norm(ko, len(s), "an output")
         if s[ky] != c:
             raise ValueError(
                 f"an output has {s[ky]} entries along batch_axis={k} on {c} samples; with batch_axis "
@@ -244,7 +249,7 @@ def _check_on(f, args, kwargs, argnums, nums, k, has_aux, c, sparsity_pattern) -
     )
     out_sample, out_leaf = [], []
     for j, s in enumerate(out_shapes):
-        ky = _norm(k, len(s), "an output")
+        ky = _norm(ko, len(s), "an output")
         out_sample.append(np.unravel_index(np.arange(math.prod(s)), s)[ky])
         out_leaf.append(np.full(math.prod(s), j))
     out_sample_a = np.concatenate(out_sample) if out_sample else np.zeros(0, dtype=np.int64)
@@ -292,7 +297,7 @@ def batched_jacfwd(
             tree = args[pos[0]] if isinstance(argnums, int) else tuple(args[a] for a in pos)
             sig = tuple((tuple(x.shape), str(x.dtype)) for x in _tree.flatten(tree)[0])
             if sig not in checked:
-                check_independent(f, args, kwargs, argnums, pos, k, has_aux, engine.sparsity_pattern())
+                check_independent(f, args, kwargs, argnums, pos, k, has_aux, engine.sparsity_pattern(), ko)
                 checked.add(sig)
         return compute(args, kwargs, pos)
 

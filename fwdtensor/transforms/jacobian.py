@@ -1051,7 +1051,14 @@ def _first_derivative(f: Callable) -> Callable:
 
 
 # ------------------------------------------------------------------- grad
-def grad(f: Callable, argnums: int | tuple[int, ...] = 0, *, has_aux: bool = False) -> Callable:
+def grad(
+    f: Callable,
+    argnums: int | tuple[int, ...] = 0,
+    *,
+    has_aux: bool = False,
+    batch_axis: int | None = None,
+    check: bool = True,
+) -> Callable:
     """The gradient of a function with one real scalar output, like ``jax.grad``, by forward mode.
 
     Forward mode pushes one direction per input element, so the cost is ``n`` evaluations'
@@ -1059,12 +1066,18 @@ def grad(f: Callable, argnums: int | tuple[int, ...] = 0, *, has_aux: bool = Fal
     pays off for few inputs or inside ``jacfwd``/``hessian``. The result has the input's
     shape (a tuple for tuple ``argnums``, the same tree for dict/list inputs); with
     ``has_aux`` it returns ``(gradient, aux)``. Non-scalar outputs raise (use ``jacfwd``).
+    ``batch_axis=k`` gives per-sample gradients: ``f`` returns one scalar per sample (shape
+    ``(N,)``) and the result is ``(N, *in_sample_shape)``, from ``prod(in_sample_shape)``
+    directions whatever N is (see ``jacfwd``).
 
     >>> import numpy as np, fwdtensor as ft
     >>> ft.grad(lambda x: ft.sum(x ** 2))(np.array([1.0, 2.0]))
     array([2., 4.])
+    >>> ft.grad(lambda x: ft.sum(x ** 2, axis=1), batch_axis=0)(np.array([[1.0, 2.0], [3.0, 4.0]]))
+    array([[2., 4.],
+           [6., 8.]])
     """
-    vg = value_and_grad(f, argnums, has_aux=has_aux)
+    vg = value_and_grad(f, argnums, has_aux=has_aux, batch_axis=batch_axis, check=check)
 
     def gradfun(*args: Any, **kwargs: Any) -> Any:
         value, g = vg(*args, **kwargs)
@@ -1074,10 +1087,18 @@ def grad(f: Callable, argnums: int | tuple[int, ...] = 0, *, has_aux: bool = Fal
     return gradfun
 
 
-def value_and_grad(f: Callable, argnums: int | tuple[int, ...] = 0, *, has_aux: bool = False) -> Callable:
+def value_and_grad(
+    f: Callable,
+    argnums: int | tuple[int, ...] = 0,
+    *,
+    has_aux: bool = False,
+    batch_axis: int | None = None,
+    check: bool = True,
+) -> Callable:
     """``(value, gradient)`` of a scalar function from the same passes, like ``jax.value_and_grad``.
 
-    With ``has_aux`` it returns ``((value, aux), gradient)``. See ``grad`` for the cost.
+    With ``has_aux`` it returns ``((value, aux), gradient)``. See ``grad`` for the cost and
+    for ``batch_axis`` (per-sample values of shape ``(N,)`` and gradients).
 
     >>> import numpy as np, fwdtensor as ft
     >>> v, g = ft.value_and_grad(lambda x: ft.sum(x ** 3))(np.array([1.0, 2.0]))
@@ -1087,6 +1108,11 @@ def value_and_grad(f: Callable, argnums: int | tuple[int, ...] = 0, *, has_aux: 
     if not callable(f):
         raise TypeError(f"grad takes a callable, got {type(f).__name__}")
     argnums, nums, _ = _check_options(argnums, None, has_aux, False, False)
+    if batch_axis is not None:
+        return _batched.batched_jacfwd(
+            f, argnums, nums, batch_axis=batch_axis, has_aux=has_aux, check=check, with_value=True,
+            out_axis=0, engine=_engine(),
+        )  # fmt: skip
 
     def fun(*args: Any, **kwargs: Any) -> Any:
         value, g, aux = _jacobian(f, args, kwargs, argnums, nums, has_aux, None, False, who="grad")
