@@ -801,6 +801,8 @@ def unary(rule: Rule, x: Any) -> Any:
         jvp = rule.jvp
         if jvp is not None:
             t = jvp(xp, p, y, t)
+            if t is not None and t is x._t:  # the result hands on x's tangent buffer (astype)
+                share(x)
         else:
             d = rule.d(xp, p, y)
             # A derivative that is neither x nor y is a temporary of this rule: with one
@@ -821,8 +823,8 @@ def unary(rule: Rule, x: Any) -> Any:
                 t = d
             else:
                 t = _times(xp, t, d)
-        if t is not None and t is x._t:  # the result hands on x's tangent buffer
-            share(x)
+                if t is not None and t is x._t:  # the result hands on x's tangent buffer
+                    share(x)
     else:
         t = None
     # _make, inlined (this is the hottest path)
