@@ -72,6 +72,7 @@ class DivBy:
 
 
 _NP_SCALARS = _backend.NP_SCALARS  # a 0-d result is stored as a 0-d array, never as one of these
+_SCALAR_TYPES = frozenset(PY_SCALARS)  # one hash lookup instead of a scan of the tuple
 
 # Partial derivatives that are not arrays (scalars and markers) and so cannot be reused.
 _NOT_ARRAYS = frozenset({int, float, complex, bool, DivBy, object, type(None)})
@@ -120,8 +121,10 @@ class DualTensor:
     5.5
     """
 
-    # ``_link`` (a view's ``(base, key)``) and ``_views`` (weak references to the views of a
-    # dual) are set only on duals that indexing made or indexed; readers use getattr.
+    # ``_link`` is a view's ``(base, key)``, None for every other dual (set by every
+    # constructor, so the hot paths read it without a failed lookup); ``_views`` (weak
+    # references to the views of a dual) is set only on duals that indexing indexed.
+    # Readers use getattr, for duals built without a constructor.
     __slots__ = ("primal", "_t", "level", "_B", "xp", "_bxp", "_owned", "_link", "_views", "__weakref__")
     __array_priority__ = 1000
 
@@ -177,6 +180,7 @@ class DualTensor:
         self.xp = bxp
         self._bxp = bxp
         self._owned = False
+        self._link = None
 
     # ---------------------------------------------------------------- attributes
     @property
@@ -325,7 +329,45 @@ class DualTensor:
         return binary(R.subtract, other, self)  # noqa: E704
 
     def __mul__(self, other):
-        return binary(R.multiply, self, other)  # noqa: E704
+        # Dual times dual, the hottest operation of most programs: the product rule inline
+        # where nothing needs the general path (``binary``): one level, one backend, plain
+        # primals of one type and rank, both tangents with one number of directions, no
+        # NaN debugging, no fused kernels. The tangent ``ta * b + tb * a`` is the multiply
+        # rule's own ``jvp`` (``rules/elementwise.py``) without its calls: both products
+        # have the shape (B, *y.shape) and the result's dtype, so the sum goes in place.
+        # Tangents are never NumPy matrices, so ``*`` on them is the elementwise multiply.
+        if type(other) is not DualTensor:
+            return binary(R.multiply, self, other)
+        pa, pb, ta, tb = self.primal, other.primal, self._t, other._t
+        if (
+            ta is None
+            or tb is None
+            or DEBUG_NANS
+            or _fused.enabled
+            or self.level != other.level
+            or self._B != other._B
+            or (bxp := self._bxp) is not other._bxp
+            or type(pa) is DualTensor
+            or type(pb) is not type(pa)
+            or pa.ndim != pb.ndim
+        ):
+            return binary(R.multiply, self, other)
+        rule = R.multiply
+        y = (rule.cache.get(bxp) or _fn(rule, bxp))(pa, pb)
+        self._owned = other._owned = False  # the result may share their buffers: their next write copies
+        t = ta * pb[None, ...]
+        t += tb * pa[None, ...]
+        r = _new(DualTensor)
+        if type(y) in _NP_SCALARS:
+            y = _backend.zero_d(y)
+        r.primal = y
+        r._t = t
+        r.level = self.level
+        r._B = self._B
+        r.xp = r._bxp = bxp
+        r._owned = False
+        r._link = None
+        return r
 
     def __rmul__(self, other):
         return binary(R.multiply, other, self)  # noqa: E704
@@ -567,6 +609,7 @@ def _make(p: Any, t: Any, level: int, B: int, bxp: ModuleType) -> DualTensor:
     d.xp = FT if tp is DualTensor else bxp
     d._bxp = bxp
     d._owned = False
+    d._link = None
     return d
 
 
@@ -580,10 +623,12 @@ def _rebuild(p: Any, t: Any, level: int, B: int) -> DualTensor:
 def share(x: DualTensor) -> None:
     """Mark ``x``'s buffers as shared (a result holds them): its next write, or its base's
     when it is a view, copies first instead of writing in place."""
-    while x is not None:
+    while True:
         x._owned = False
         link = getattr(x, "_link", None)
-        x = None if link is None else link[0]
+        if link is None:
+            return
+        x = link[0]
 
 
 def make_dual(p: Any, t: Any, level: int, B: int, bxp: ModuleType) -> DualTensor:
@@ -699,7 +744,7 @@ def _check_const(bxp: ModuleType, ref: Any, c: Any) -> None:
 
 def expand(d: Any) -> Any:
     """Give a derivative array a unit batch axis so it multiplies a tangent cheaply."""
-    if type(d) in PY_SCALARS or d.ndim == 0:  # 0-d broadcasts as it is
+    if type(d) in _SCALAR_TYPES or not d.ndim:  # 0-d broadcasts as it is
         return d
     return d[None, ...]
 
@@ -737,7 +782,7 @@ def _fits(d: Any, t: Any) -> bool:
 
 def add_into(xp: ModuleType, u: Any, v: Any) -> Any:
     """``u + v``, written into ``u`` when ``u`` is a fresh temporary of the same shape and dtype."""
-    if xp is not FT and u.shape == v.shape and u.dtype == v.dtype:
+    if xp is not FT and u.shape == v.shape and ((dt := u.dtype) is v.dtype or dt == v.dtype):
         u += v
         return u
     return xp.add(u, v)
@@ -754,29 +799,53 @@ def unary(rule: Rule, x: Any) -> Any:
     xp = x.xp
     p = x.primal
     y = (rule.cache.get(xp) or _fn(rule, xp))(p)
+    x._owned = False  # the result may share x's buffers: x's next write copies them
     t = x._t
-    if x._owned:  # the result may share x's buffers: x's next write copies them
-        x._owned = False
-    kind = rule.kind
-    if t is not None and kind == "diff":
+    bxp = x._bxp
+    if t is not None and rule.kind == "diff":
         jvp = rule.jvp
         if jvp is not None:
             t = jvp(xp, p, y, t)
+            if t is not None and t is x._t:  # the result hands on x's tangent buffer (astype)
+                share(x)
         else:
             d = rule.d(xp, p, y)
             # A derivative that is neither x nor y is a temporary of this rule: with one
             # direction, multiply into it in place instead of allocating (page faults on
-            # large fresh buffers cost as much as the arithmetic).
-            if d is not p and d is not y and xp is x._bxp and t.shape[0] == 1 and _fits(d, t):
-                d *= t[0, ...]
-                t = d[None, ...]
+            # large fresh buffers cost as much as the arithmetic). It must be an array of
+            # the primal's type (not a scalar or marker), shape and the tangent's dtype.
+            if (
+                d is not p
+                and d is not y
+                and xp is bxp
+                and type(d) is type(p)
+                and (not x._B or t.shape[0] == 1)
+                and d.shape == p.shape
+                and ((dt := d.dtype) is t.dtype or dt == t.dtype)
+            ):
+                d = d[None, ...]  # a view of the temporary with the tangent's shape (1, *S)
+                d *= t
+                t = d
             else:
                 t = _times(xp, t, d)
-        if t is not None:
-            if t is x._t:  # the result hands on x's tangent buffer
-                share(x)
-            return _make(y, t, x.level, x._B, x._bxp)
-    return _make(y, None, x.level, x._B, x._bxp)
+                if t is not None and t is x._t:  # the result hands on x's tangent buffer
+                    share(x)
+    else:
+        t = None
+    # _make, inlined (this is the hottest path)
+    r = _new(DualTensor)
+    tp = type(y)
+    if tp in _NP_SCALARS:
+        y = _backend.zero_d(y)
+    r.primal = y
+    r._t = t
+    r.level = x.level
+    r._B = x._B
+    r.xp = FT if tp is DualTensor else bxp
+    r._bxp = bxp
+    r._owned = False
+    r._link = None
+    return r
 
 
 def binary(rule: Rule, a: Any, b: Any) -> Any:
@@ -786,85 +855,97 @@ def binary(rule: Rule, a: Any, b: Any) -> Any:
     if _fused.enabled and (r := _fused.binary(rule, a, b)) is not None:
         return r
     full = False  # True when the tangent is known to have the result's full shape
+    # Each dual operand's buffers may be shared by the result: its next write copies them
+    # (``_owned = False``, set before the call: a failed call only costs a later copy).
     if type(a) is DualTensor:
+        a._owned = False
         if type(b) is not DualTensor:  # the common case: a dual and a plain array or scalar
             pa, ta, pb, tb = a.primal, a._t, b, None
             bxp, B, level = a._bxp, a._B, a.level
-            full = type(b) in PY_SCALARS  # a scalar operand keeps the dual's shape
+            full = type(b) in _SCALAR_TYPES  # a scalar operand keeps the dual's shape
             if not full and type(b) is not type(pa):
                 _check_const(bxp, pa, b)
-        elif b.level == a.level:
-            pa, ta, pb, tb = a.primal, a._t, b.primal, b._t
-            bxp = a._bxp
-            if b._bxp is not bxp:
-                raise _errors.backend_mismatch(a.primal, b.primal)
-            B = a._B if a._B >= b._B else b._B
+        else:
+            b._owned = False
             level = a.level
-        elif b.level > a.level:  # a is a constant for b: only its value counts
-            pa, ta, pb, tb = bare(a), None, b.primal, b._t
-            bxp, B, level = b._bxp, b._B, b.level
-            if a._bxp is not bxp:
-                _check_const(bxp, b.primal, a)
-        else:  # b is a constant for a
-            pa, ta, pb, tb = a.primal, a._t, bare(b), None
-            bxp, B, level = a._bxp, a._B, a.level
-            if b._bxp is not bxp:
-                _check_const(bxp, pa, b)
+            if b.level == level:
+                pa, ta, pb, tb = a.primal, a._t, b.primal, b._t
+                bxp = a._bxp
+                if b._bxp is not bxp:
+                    raise _errors.backend_mismatch(pa, pb)
+                B = a._B if a._B >= b._B else b._B
+            elif b.level > level:  # a is a constant for b: only its value counts
+                pa, ta, pb, tb = bare(a), None, b.primal, b._t
+                bxp, B, level = b._bxp, b._B, b.level
+                if a._bxp is not bxp:
+                    _check_const(bxp, pb, a)
+            else:  # b is a constant for a
+                pa, ta, pb, tb = a.primal, a._t, bare(b), None
+                bxp, B = a._bxp, a._B
+                if b._bxp is not bxp:
+                    _check_const(bxp, pa, b)
     elif type(b) is DualTensor:
+        b._owned = False
         pa, ta, pb, tb = a, None, b.primal, b._t
         bxp, B, level = b._bxp, b._B, b.level
-        full = type(a) in PY_SCALARS
+        full = type(a) in _SCALAR_TYPES
         if not full and type(a) is not type(pb):
             _check_const(bxp, pb, a)
     else:
-        src = a if type(a) not in PY_SCALARS and type(b) not in TRACED else b
+        src = a if type(a) not in _SCALAR_TYPES and type(b) not in TRACED else b
         return constant(_fn(rule, namespace_of(src))(a, b))
 
     xp = FT if (type(pa) is DualTensor or type(pb) is DualTensor) else bxp
     y = (rule.cache.get(xp) or _fn(rule, xp))(pa, pb)
-    if type(a) is DualTensor:  # the result may share a's buffers: a's next write copies them
-        a._owned = False
-    if type(b) is DualTensor:
-        b._owned = False
-    kind = rule.kind
     t = None
-    if kind == "diff":
+    if rule.kind == "diff" and (ta is not None or tb is not None):
         nd = y.ndim + 1
+        if ta is not None and ta.ndim != nd:
+            ta = align(xp, ta, nd - 1)
+        if tb is not None and tb.ndim != nd:
+            tb = align(xp, tb, nd - 1)
         if ta is not None and tb is not None and rule.jvp is not None:
-            # both operands carry tangents: the rule's one-expression form (add, multiply...)
-            t = rule.jvp(
-                xp,
-                pa,
-                pb,
-                y,
-                ta if ta.ndim == nd else align(xp, ta, nd - 1),
-                tb if tb.ndim == nd else align(xp, tb, nd - 1),
-            )
-            return _make(y, t, level, B, bxp)
-        if ta is not None:
-            d = rule.d1(xp, pa, pb, y)
-            t = _times(xp, ta if ta.ndim == nd else align(xp, ta, nd - 1), d)
-            if d is ONE:  # the result hands on a's tangent buffer
-                share(a)
-        if tb is not None:
-            tb = tb if tb.ndim == nd else align(xp, tb, nd - 1)
-            d = rule.d2(xp, pa, pb, y)
-            if t is not None and d is MINUS_ONE:
-                t = xp.subtract(t, tb)  # one pass instead of negate-then-add
-            else:
-                t2 = _times(xp, tb, d)
-                if t2 is not None:
-                    if d is ONE and t is None:
-                        share(b)
-                    t = t2 if t is None else xp.add(t, t2)
-    if t is None:
-        return _make(y, None, level, B, bxp)
-    # With both tangents present the sum already has the full shape (B, *y.shape).
-    if not full and (ta is None or tb is None) and t.shape[1:] != y.shape:
-        t = xp.broadcast_to(t, (t.shape[0], *y.shape))
-    if t.dtype is not y.dtype and t.dtype != y.dtype:  # the lower-precision operand's tangent: promote it
-        t = xp.astype(t, y.dtype)
-    return _make(y, t, level, B, bxp)
+            # both operands carry tangents: the rule's one-expression form (add, multiply...),
+            # whose result has the full shape (B, *y.shape) and the result's dtype
+            t = rule.jvp(xp, pa, pb, y, ta, tb)
+        else:
+            if ta is not None:
+                d = rule.d1(xp, pa, pb, y)
+                if d is ONE:  # the result hands on a's tangent buffer
+                    t = ta
+                    share(a)
+                else:
+                    t = _times(xp, ta, d)
+            if tb is not None:
+                d = rule.d2(xp, pa, pb, y)
+                if t is not None and d is MINUS_ONE:
+                    t = xp.subtract(t, tb)  # one pass instead of negate-then-add
+                else:
+                    t2 = _times(xp, tb, d)
+                    if t2 is not None:
+                        if d is ONE and t is None:
+                            share(b)
+                        t = t2 if t is None else xp.add(t, t2)
+            if t is not None:
+                # With both tangents present the sum already has the full shape (B, *y.shape).
+                if not full and (ta is None or tb is None) and t.shape[1:] != y.shape:
+                    t = xp.broadcast_to(t, (t.shape[0], *y.shape))
+                if (dt := t.dtype) is not y.dtype and dt != y.dtype:
+                    t = xp.astype(t, y.dtype)  # the lower-precision operand's tangent: promote it
+    # _make, inlined (this is the hottest path)
+    r = _new(DualTensor)
+    tp = type(y)
+    if tp in _NP_SCALARS:
+        y = _backend.zero_d(y)
+    r.primal = y
+    r._t = t
+    r.level = level
+    r._B = B
+    r.xp = FT if tp is DualTensor else bxp
+    r._bxp = bxp
+    r._owned = False
+    r._link = None
+    return r
 
 
 # ----------------------------------------------------------- general rules
@@ -911,18 +992,18 @@ def split(arrays: tuple, top: DualTensor) -> tuple[list, list, int, ModuleType, 
 
 def wrap(out: Any, tout: Any, level: int, B: int, bxp: ModuleType) -> Any:
     """Pair a rule's primal output (array or tuple of arrays) with its tangent output."""
-    if isinstance(out, (tuple, list)):
-        touts = (None,) * len(out) if tout is None else tout
-        items = [wrap(o, t, level, B, bxp) for o, t in zip(out, touts)]
-        if isinstance(out, list):
-            return items
-        if hasattr(out, "_fields"):
-            return type(out)(*items)
-        # torch.return_types are C struct sequences: named, but built from one sequence
-        return type(out)(items) if hasattr(type(out), "n_fields") else tuple(items)
-    if out is None or type(out) in PY_SCALARS:
-        return out
-    return make_dual(out, tout, level, B, bxp)
+    if not isinstance(out, (tuple, list)):
+        if out is None or type(out) in _SCALAR_TYPES:
+            return out
+        return _make(out, tout, level, B, bxp)
+    touts = (None,) * len(out) if tout is None else tout
+    items = [wrap(o, t, level, B, bxp) for o, t in zip(out, touts)]
+    if isinstance(out, list):
+        return items
+    if hasattr(out, "_fields"):
+        return type(out)(*items)
+    # torch.return_types are C struct sequences: named, but built from one sequence
+    return type(out)(items) if hasattr(type(out), "n_fields") else tuple(items)
 
 
 def apply(rule: Rule, arrays: tuple, params: dict) -> Any:
@@ -933,11 +1014,20 @@ def apply(rule: Rule, arrays: tuple, params: dict) -> Any:
         for k, v in params.items():
             if type(v) is DualTensor and v._t is None:  # a constant as indices, axis, shape...
                 params[k] = _param(bare(v))
-    top = _top_level(arrays)
-    if top is None:
-        xp = _plain_namespace(arrays, params)
-        return constant(rule.f(xp, *arrays, **params))
-    primals, tangents, B, xp, bxp, any_t = split(arrays, top)
+    if len(arrays) == 1:  # one array argument (sum, reshape, getitem...): split inline
+        top = arrays[0]
+        if type(top) is not DualTensor:
+            return constant(rule.f(_plain_namespace(arrays, params), *arrays, **params))
+        p, t = top.primal, top._t
+        top._owned = False  # the result may share its buffers: its next write copies
+        primals, tangents, B, bxp, any_t = [p], [t], top._B, top._bxp, t is not None
+        xp = FT if type(p) is DualTensor else bxp
+    else:
+        top = _top_level(arrays)
+        if top is None:
+            xp = _plain_namespace(arrays, params)
+            return constant(rule.f(xp, *arrays, **params))
+        primals, tangents, B, xp, bxp, any_t = split(arrays, top)
     try:
         if rule.kind != "diff" or not any_t:
             return wrap(rule.f(xp, *primals, **params), None, top.level, B, bxp)
