@@ -20,7 +20,7 @@ import numpy as np
 
 from . import errors as _errors
 from .backend import PY_SCALARS, is_array, namespace_of
-from .dual import DualTensor
+from .dual import DualTensor, innermost
 
 # The dtypes of the standard, in the order its tables list them.
 NAMES: tuple[str, ...] = (
@@ -211,8 +211,7 @@ def _single_backend(values: tuple) -> tuple[ModuleType | None, builtins.bool]:
     for v in values:
         if type(v) is DualTensor:
             vxp, special = v._bxp, True
-            while type(v) is DualTensor:  # name the backend array in errors
-                v = v.primal
+            v = innermost(v)  # name the backend array in errors
         elif type(v) is DType:
             special = True
             continue

@@ -24,7 +24,7 @@ from ...core import errors as _errors
 from ...core import tree as _tree
 from ...core.dual import DualTensor
 from ...core.levels import new_level
-from .pattern import _NPX, SparsityPattern, _argpos, _host, _inner
+from .pattern import _NPX, SparsityPattern, _argpos, _host
 
 __all__ = ["sparsity_pattern", "is_tracer", "custom_dependency"]
 
@@ -50,7 +50,7 @@ def sparsity_pattern(
     from ..jacobian import _check_differentiable_input, _leaf_array, _split_aux
 
     i = _argpos(argnums, len(args))
-    x = _inner(_leaf_array(args[i], f"argument {argnums}"))
+    x = _core.innermost(_leaf_array(args[i], f"argument {argnums}"))
     _check_differentiable_input(x, False)
     n = math.prod(x.shape)
     bxp = _backend.namespace_of(x)

@@ -23,11 +23,11 @@ import numpy as np
 from ...core import backend as _backend
 from ...core import errors as _errors
 from ...core import tree as _tree
-from ...core.dual import DualTensor
+from ...core.dual import DualTensor, innermost
 from ...core.levels import new_level
 from .coloring import color_columns
 from .detect import sparsity_pattern
-from .pattern import SparsityPattern, _argpos, _inner, _ns, _scipy_sparse, _tree_split, as_pattern
+from .pattern import SparsityPattern, _argpos, _ns, _scipy_sparse, _tree_split, as_pattern
 
 __all__ = ["SparsityPattern", "SparseJacobian", "color_columns", "sparse_jacfwd", "sparsity_pattern"]
 
@@ -217,7 +217,7 @@ class SparseJacobian:
 
     def _seeds(self, x: Any) -> Any:
         """One direction per colour, ``(ncolors, *x.shape)``, cached per backend and device."""
-        xp, dev = _backend.namespace_of(_inner(x)), array_api_compat.device(_inner(x))
+        xp, dev = _backend.namespace_of(innermost(x)), array_api_compat.device(innermost(x))
         key = ("seed", xp, dev, x.dtype, tuple(x.shape))
         s = self._cache.get(key)
         if s is None:
@@ -252,7 +252,7 @@ class SparseJacobian:
         """The Jacobian from the compressed product ``C = J S`` (``S`` the colour seeds)."""
         P = self.pattern
         m, n = P.shape
-        inner = _inner(value)
+        inner = innermost(value)
         bxp, dev = _backend.namespace_of(inner), array_api_compat.device(inner)
         dt = _result_dtype(bxp, value, x)
         if self.output == "dense":

@@ -146,11 +146,5 @@ def _tree_split(out: Any, has_aux: bool) -> tuple:
     return _split_aux(out)
 
 
-def _inner(x: Any) -> Any:
-    while type(x) is DualTensor:
-        x = x.primal
-    return x
-
-
 def _ns(x: Any) -> Any:
     return _core.FT if type(x) is DualTensor else _backend.namespace_of(x)
