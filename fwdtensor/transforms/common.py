@@ -30,10 +30,12 @@ __all__ = [
     "innermost_ns",
     "leaf_array",
     "ns",
+    "position",
     "positions",
     "result_dtype",
     "seed",
     "split_aux",
+    "split_output",
     "strip",
     "transpose_into",
     "zero_blocks",
@@ -154,16 +156,21 @@ def split_aux(out: Any) -> tuple[Any, Any]:
     return out[0], out[1]
 
 
+def split_output(out: Any, has_aux: bool) -> tuple[Any, Any]:
+    """``(output, aux)`` of what the function returned (aux None without ``has_aux``)."""
+    return split_aux(out) if has_aux else (out, None)
+
+
 def strip(tree: Any, level: int) -> Any:
     """Aux outputs lose the tangents of this level (they are not differentiated); constants
     of the namespace become their arrays."""
 
-    def strip(x: Any) -> Any:
+    def bare(x: Any) -> Any:
         if type(x) is not DualTensor:
             return x
         return _core.bare(x.primal if x.level == level else x)
 
-    return _tree.map_tree(strip, tree)
+    return _tree.map_tree(bare, tree)
 
 
 def check_argnums(argnums: Any, nargs: int | None = None) -> tuple[int, ...]:
@@ -189,6 +196,11 @@ def positions(argnums: Any, nums: tuple[int, ...], nargs: int) -> tuple[int, ...
                 f"argnums {argnums!r} is out of range for a call with {nargs} positional arguments"
             )
     return tuple(a % nargs for a in nums)
+
+
+def position(argnum: int, nargs: int) -> int:
+    """The one position ``argnum`` (a checked int) names, made non-negative for ``nargs`` arguments."""
+    return positions(argnum, (argnum,), nargs)[0]
 
 
 def check_chunk_size(chunk_size: Any) -> int | None:
