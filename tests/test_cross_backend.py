@@ -432,7 +432,7 @@ class _StandInKernel:
 @pytest.fixture
 def stand_in_cupy(monkeypatch):
     """Let the fused hooks treat NumPy as if it were CuPy, with stand-in kernels."""
-    monkeypatch.setattr(_fused, "_is_cupy", lambda xp: xp is cnp)
+    monkeypatch.setattr(_fused, "is_cupy", lambda xp: xp is cnp)
     monkeypatch.setattr(_fused, "_kernel", lambda name, body, params: _StandInKernel(body, params))
 
 

@@ -199,7 +199,6 @@ def test_identity_function_and_constant_outputs(backend):
     assert tuple(J[2].shape) == (3,) and not np.any(to_numpy(J[2]))
 
 
-
 @pytest.mark.parametrize(("x_dtype", "out_dtype"), [("float64", "float32"), ("float32", "float64")])
 def test_constant_output_block_has_the_dtype_its_tangent_would_have(backend, x_dtype, out_dtype):
     """A constant floating output's block has the output's dtype, as a non-constant output of
