@@ -287,24 +287,10 @@ def jacfwd(
     (2, 2, 2)
     """
     argnums, nums, chunk_size = _check_options(argnums, chunk_size, has_aux, holomorphic, progress)
-    if batch_axis is not None:
-        _only_with_batch_axis(
-            sparsity=sparsity, executor=executor, holomorphic=holomorphic, progress=progress
-        )
-        return _batched.batched_jacfwd(
-            f, argnums, nums, batch_axis=batch_axis, has_aux=has_aux, chunk_size=chunk_size, check=check,
-            engine=_engine(),
-        )  # fmt: skip
-    _check_combination(sparsity, executor, holomorphic)
-    if sparsity is not None:
-        return _sparse_transform(f, sparsity, argnums, has_aux, chunk_size, holomorphic, progress)
-    if executor is not None:
-        distributed_jacfwd = hooks.entry("distributed_jacfwd")  # the executors sit above this module
-
-        return distributed_jacfwd(
-            f, argnums, executor=executor, chunk_size=chunk_size, has_aux=has_aux, progress=progress
-        )
     opts = (argnums, nums, has_aux, chunk_size, holomorphic, progress)
+    routed = _routed(f, opts, sparsity, executor, batch_axis, check, with_value=False)
+    if routed is not None:
+        return routed
 
     def jacfun(*args: Any, **kwargs: Any) -> Any:
         value, jac, aux = _jacobian(f, args, kwargs, *opts)
@@ -312,6 +298,33 @@ def jacfwd(
 
     jacfun.__doc__ = f"Jacobian of {getattr(f, '__name__', 'f')} with respect to argnums={argnums}."
     return jacfun
+
+
+def _routed(
+    f: Callable, opts: tuple, sparsity: Any, executor: Any, batch_axis: Any, check: bool, with_value: bool
+) -> Callable | None:
+    """The transform ``jacfwd`` (``value_and_jacfwd`` with ``with_value``) hands over to: per-sample,
+    sparse or distributed; None for the dense one. ``opts`` are the checked options."""
+    argnums, nums, has_aux, chunk_size, holomorphic, progress = opts
+    if batch_axis is not None:
+        _only_with_batch_axis(
+            sparsity=sparsity, executor=executor, holomorphic=holomorphic, progress=progress
+        )
+        return _batched.batched_jacfwd(
+            f, argnums, nums, batch_axis=batch_axis, has_aux=has_aux, chunk_size=chunk_size, check=check,
+            with_value=with_value, engine=_engine(),
+        )  # fmt: skip
+    _check_combination(sparsity, executor, holomorphic)
+    if sparsity is not None:
+        sparse = _sparse_transform(f, sparsity, argnums, has_aux, chunk_size, holomorphic, progress)
+        return sparse.value_and_jacobian if with_value else sparse
+    if executor is not None:
+        distributed_jacfwd = hooks.entry("distributed_jacfwd")  # the executors sit above this module
+
+        return distributed_jacfwd(
+            f, argnums, executor=executor, chunk_size=chunk_size, has_aux=has_aux, progress=progress
+        )
+    return None
 
 
 def _sparsity_pattern_fn() -> Callable:
@@ -396,17 +409,10 @@ def value_and_jacfwd(
     ``batch_axis`` gives per-sample Jacobians, as in ``jacfwd``.
     """
     argnums, nums, chunk_size = _check_options(argnums, chunk_size, has_aux, holomorphic, progress)
-    if batch_axis is not None:
-        _only_with_batch_axis(sparsity=sparsity, holomorphic=holomorphic, progress=progress)
-        return _batched.batched_jacfwd(
-            f, argnums, nums, batch_axis=batch_axis, has_aux=has_aux, chunk_size=chunk_size, check=check,
-            with_value=True, engine=_engine(),
-        )  # fmt: skip
-    if sparsity is not None:
-        return _sparse_transform(
-            f, sparsity, argnums, has_aux, chunk_size, holomorphic, progress
-        ).value_and_jacobian
     opts = (argnums, nums, has_aux, chunk_size, holomorphic, progress)
+    routed = _routed(f, opts, sparsity, None, batch_axis, check, with_value=True)
+    if routed is not None:
+        return routed
 
     def fun(*args: Any, **kwargs: Any) -> Any:
         value, jac, aux = _jacobian(f, args, kwargs, *opts)
