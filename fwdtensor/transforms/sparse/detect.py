@@ -262,42 +262,27 @@ class _Deps:
             mine[k] = (mine[k] // M) * M + (M - 1)
         self.vid, self.sets, self._shape = mine, sets, None
 
-    # operators (rules mostly call the namespace, but a few use operators on tangents)
-    def __add__(self, o: Any) -> _Deps:
-        return _elementwise([self, o], self)  # noqa: E704
+    # operators (rules mostly call the namespace, but a few use operators on tangents): every
+    # arithmetic operator depends on both operands elementwise, in the order they are given
+    def _forward(self, o: Any) -> _Deps:
+        return _elementwise([self, o], self)
 
-    def __radd__(self, o: Any) -> _Deps:
-        return _elementwise([o, self], self)  # noqa: E704
+    def _reflected(self, o: Any) -> _Deps:
+        return _elementwise([o, self], self)
 
-    def __sub__(self, o: Any) -> _Deps:
-        return _elementwise([self, o], self)  # noqa: E704
-
-    def __rsub__(self, o: Any) -> _Deps:
-        return _elementwise([o, self], self)  # noqa: E704
-
-    def __mul__(self, o: Any) -> _Deps:
-        return _elementwise([self, o], self)  # noqa: E704
-
-    def __rmul__(self, o: Any) -> _Deps:
-        return _elementwise([o, self], self)  # noqa: E704
-
-    def __truediv__(self, o: Any) -> _Deps:
-        return _elementwise([self, o], self)  # noqa: E704
-
-    def __rtruediv__(self, o: Any) -> _Deps:
-        return _elementwise([o, self], self)  # noqa: E704
+    __add__ = __sub__ = __mul__ = __truediv__ = _forward
+    __radd__ = __rsub__ = __rmul__ = __rtruediv__ = _reflected
 
     def __neg__(self) -> _Deps:
-        return self  # noqa: E704
+        return self
 
-    def __pos__(self) -> _Deps:
-        return self  # noqa: E704
+    __pos__ = __neg__
 
     def __matmul__(self, o: Any) -> _Deps:
-        return _matmul(self, o)  # noqa: E704
+        return _matmul(self, o)
 
     def __rmatmul__(self, o: Any) -> _Deps:
-        return _matmul(o, self)  # noqa: E704
+        return _matmul(o, self)
 
 
 def _to_vid_space(v: Any) -> Any:
