@@ -297,7 +297,7 @@ def can_cast(from_: Any, to: Any, /) -> builtins.bool:
     return xp.can_cast(_backend_arg(from_, xp), to_backend(to, xp))
 
 
-def finfo(type: Any, /) -> Any:  # noqa: A002  (the standard's parameter name)
+def finfo(type: Any, /) -> Any:  # the standard's parameter name
     """Machine limits of a floating dtype (token, backend dtype, array or dual), from its backend.
 
     >>> import fwdtensor as ft
@@ -309,7 +309,7 @@ def finfo(type: Any, /) -> Any:  # noqa: A002  (the standard's parameter name)
     return xp.finfo(_backend_arg(type, xp))
 
 
-def iinfo(type: Any, /) -> Any:  # noqa: A002  (the standard's parameter name)
+def iinfo(type: Any, /) -> Any:  # the standard's parameter name
     """Machine limits of an integer dtype (token, backend dtype, array or dual), from its backend.
 
     >>> import fwdtensor as ft

@@ -445,7 +445,7 @@ class _Namespace:
             role = 0
         return Sym(t.expr("roll", (x.e,), ("flat" if role == "flat" else role, shift), x.e.dtype), x.roles, t)
 
-    def clip(self, x: Any, /, min: Any = None, max: Any = None) -> Sym:  # noqa: A002
+    def clip(self, x: Any, /, min: Any = None, max: Any = None) -> Sym:
         y = _operand(tracing(), x)
         if min is not None:
             y = self.maximum(y, min)

@@ -100,7 +100,7 @@ def _f(a: Any) -> Any:
 
 
 # -------------------------------------------------------------- reductions
-def sum(a, axis=None, dtype=None, out=None, keepdims=False, initial=NV, where=NV):  # noqa: A001
+def sum(a, axis=None, dtype=None, out=None, keepdims=False, initial=NV, where=NV):
     _no_where(where, "sum")
     r = ft.sum(arr(a), axis=axis_arg(axis), dtype=dtype, keepdims=bool(keepdims))
     return put(r if not _given(initial) else ft.add(r, initial), out, "sum")
@@ -112,13 +112,13 @@ def prod(a, axis=None, dtype=None, out=None, keepdims=False, initial=NV, where=N
     return put(r if not _given(initial) else ft.multiply(r, initial), out, "prod")
 
 
-def max(a, axis=None, out=None, keepdims=False, initial=NV, where=NV):  # noqa: A001
+def max(a, axis=None, out=None, keepdims=False, initial=NV, where=NV):
     _no_where(where, "max")
     r = ft.max(arr(a), axis=axis_arg(axis), keepdims=bool(keepdims))
     return put(r if not _given(initial) else ft.maximum(r, initial), out, "max")
 
 
-def min(a, axis=None, out=None, keepdims=False, initial=NV, where=NV):  # noqa: A001
+def min(a, axis=None, out=None, keepdims=False, initial=NV, where=NV):
     _no_where(where, "min")
     r = ft.min(arr(a), axis=axis_arg(axis), keepdims=bool(keepdims))
     return put(r if not _given(initial) else ft.minimum(r, initial), out, "min")
@@ -825,7 +825,7 @@ def select(condlist, choicelist, default=0):
     return r
 
 
-def clip(a, a_min=NV, a_max=NV, out=None, *, min=NV, max=NV, **kwargs):  # noqa: A002
+def clip(a, a_min=NV, a_max=NV, out=None, *, min=NV, max=NV, **kwargs):
     lo = a_min if a_min is not NV else min
     hi = a_max if a_max is not NV else max
     lo, hi = (None if v is NV else v for v in (lo, hi))

@@ -360,7 +360,7 @@ def _unique(
     *,
     equal_nan: bool = True,
     sorted: bool = True,
-) -> Any:  # noqa: A002
+) -> Any:
     if return_index or return_inverse or return_counts or axis is not None:
         raise _errors.numpy_no_rule("numpy.unique with return_*/axis", "use ft.unique_all on the dual")
     return ft.unique_values(nf.ravel(ar))
