@@ -157,19 +157,23 @@ def test_no_private_name_of_another_module():
 
 def test_the_check_sees_a_private_import_and_attribute():
     """The reader itself: a planted import and attribute use are found, a module's own are not."""
-    tree = ast.parse(
-        "from .jacobian import _seed\nfrom . import jacobian as j\nj._check_tangent_leaf\nself._own = 1\n"
-        "self._own\n"
-    )
-    m = "fwdtensor.transforms.planted"
+    planted = {
+        "fwdtensor.transforms.planted_a": "def _helper():\n    pass\n",
+        "fwdtensor.transforms.planted_b": (
+            "from .planted_a import _helper\nfrom . import planted_a as a\na._helper\n"
+            "self._own = 1\nself._own\n"
+        ),
+    }
     saved = dict(TREES), dict(DEFINED), dict(MODULES)
     try:
-        TREES[m], DEFINED[m] = tree, _defined(tree)
-        MODULES[m] = ROOT / "transforms" / "planted.py"
-        got = [v for v in violations() if "planted" in v]
+        for m, src in planted.items():
+            TREES[m] = ast.parse(src)
+            DEFINED[m] = _defined(TREES[m])
+            MODULES[m] = ROOT / "transforms" / f"{m.rpartition('.')[2]}.py"
+        got = [v for v in violations() if "planted_b" in v]
     finally:
         for d, old in zip((TREES, DEFINED, MODULES), saved):
             d.clear()
             d.update(old)
-    assert any("imports _seed" in v for v in got) and any("._check_tangent_leaf" in v for v in got), got
+    assert any("imports _helper" in v for v in got) and any("uses ._helper" in v for v in got), got
     assert not any("_own" in v for v in got), got
