@@ -10,6 +10,6 @@ from .namespace import linalg_factor as _factor
 from .namespace.build import build as _build
 
 _functions = _build("linalg.")
-_functions.update(_factor._public())
+_functions.update(_factor.public_functions())
 globals().update(_functions)
 __all__ = sorted(_functions)

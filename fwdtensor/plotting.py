@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from .sensitivity import _DESCRIPTION, Sensitivity, SensitivityWarning, _check_kind, _nearest
+from .sensitivity import DESCRIPTIONS, Sensitivity, SensitivityWarning, check_kind, nearest_time
 
 __all__ = ["plot_trajectories", "plot_heatmap"]
 
@@ -65,12 +65,12 @@ def plot_trajectories(
         The matplotlib ``Figure``.
     """
     Figure = _matplotlib()
-    kind = _check_kind(kind)
+    kind = check_kind(kind)
     if result.times is None:
         raise ValueError("plot_trajectories needs a time-resolved result (local_sensitivity(..., times=...))")
     oi = _select(result.output_names, outputs, "output")
     pi = _select(result.param_names, params, "parameter")
-    S = result._host(kind)
+    S = result.on_host(kind)
     nrows = math.ceil(len(oi) / ncols)
     cols = min(ncols, len(oi))
     fig = Figure(figsize=(4.2 * cols, 3.0 * nrows + 0.4), layout="constrained")
@@ -85,7 +85,7 @@ def plot_trajectories(
     for ax in axes[len(oi) :]:
         ax.set_visible(False)
     axes[0].legend(title="parameter", fontsize="small")
-    fig.suptitle(_DESCRIPTION[kind])
+    fig.suptitle(DESCRIPTIONS[kind])
     return fig
 
 
@@ -113,18 +113,18 @@ def plot_heatmap(
         The matplotlib ``Figure``. NaN cells (undefined sensitivities) are left blank.
     """
     Figure = _matplotlib()
-    kind = _check_kind(kind)
+    kind = check_kind(kind)
     title = f"{kind} sensitivity"
     if result.times is not None:
         result_times = result.times
         t = float(result_times[-1]) if time is None else float(time)
         result = result.at_time(t)
-        title += f" at time {float(result_times[_nearest(result_times, t)]):g}"
+        title += f" at time {float(result_times[nearest_time(result_times, t)]):g}"
     elif time is not None:
         raise ValueError("time is for a time-resolved result; this one has no times")
     with warnings.catch_warnings():  # NaN cells are shown blank; the caller saw the warning already
         warnings.simplefilter("ignore", SensitivityWarning)
-        S = result._host(kind).T  # parameters x outputs
+        S = result.on_host(kind).T  # parameters x outputs
     if ax is None:
         npar, nout = S.shape
         fig = Figure(figsize=(1.5 + 0.9 * max(nout, 4), 1.0 + 0.5 * max(npar, 2)), layout="constrained")

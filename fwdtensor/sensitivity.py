@@ -43,12 +43,16 @@ __all__ = [
     "NonFiniteError",
     "KINDS",
     "AGGREGATES",
+    "DESCRIPTIONS",
+    "check_kind",
+    "nearest_time",
 ]
 
 KINDS = ("absolute", "relative", "normalized")
 AGGREGATES = ("max", "mean", "rms")
 _ALIASES = {"normalised": "normalized", "jacobian": "absolute"}
-_DESCRIPTION = {
+# The title of each kind of sensitivity, for reports and plots.
+DESCRIPTIONS = {
     "absolute": "absolute sensitivity dy/dp",
     "relative": "relative sensitivity (1/y) dy/dp",
     "normalized": "normalized sensitivity d ln y / d ln p = (p/y) dy/dp",
@@ -111,7 +115,7 @@ class Sensitivity:
 
     def get(self, kind: str = "normalized") -> Any:
         """The sensitivities of ``kind``: ``"absolute"``, ``"relative"`` or ``"normalized"``."""
-        kind = _check_kind(kind)
+        kind = check_kind(kind)
         if kind == "absolute":
             return self.jacobian
         if kind not in self._cache:
@@ -163,7 +167,7 @@ class Sensitivity:
         return self.output_names[flat]
 
     # ------------------------------------------------------------ summaries
-    def _host(self, kind: str) -> np.ndarray:
+    def on_host(self, kind: str) -> np.ndarray:
         """The sensitivities of ``kind`` on the host as ``(T, n_out, P)`` or ``(n_out, P)``."""
         S = to_numpy(self.get(kind))
         lead = (S.shape[0],) if self.times is not None else ()
@@ -177,7 +181,7 @@ class Sensitivity:
         """
         if aggregate not in AGGREGATES:
             raise ValueError(f"unknown aggregate {aggregate!r}; choose one of {', '.join(AGGREGATES)}")
-        S = np.abs(self._host(kind)).reshape(-1, len(self.param_names))
+        S = np.abs(self.on_host(kind)).reshape(-1, len(self.param_names))
         out = {}
         for j, name in enumerate(self.param_names):
             col = S[:, j][~np.isnan(S[:, j])]
@@ -212,21 +216,21 @@ class Sensitivity:
         """The sensitivities at the stored time nearest to ``t`` (a result without times)."""
         if self.times is None:
             raise ValueError("at_time needs a trajectory: this result has no times")
-        i = _nearest(self.times, t)
+        i = nearest_time(self.times, t)
         return Sensitivity(
             self.value[i, ...], self.jacobian[i, ...], self.params, self.param_names, self.output_names
         )
 
     def table(self, kind: str = "normalized", *, time: float | None = None, digits: int = 4) -> str:
         """A text table (outputs x parameters) for terminals; trajectories at ``time`` (default: last)."""
-        res, head = self, _DESCRIPTION[_check_kind(kind)]
+        res, head = self, DESCRIPTIONS[check_kind(kind)]
         if self.times is not None:
             t = float(self.times[-1]) if time is None else time
             res = self.at_time(t)
-            head += f" at time {float(self.times[_nearest(self.times, t)]):g}"
+            head += f" at time {float(self.times[nearest_time(self.times, t)]):g}"
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", SensitivityWarning)
-            S = res._host(kind)
+            S = res.on_host(kind)
         w_name = max(6, *(len(n) for n in res.output_names))
         w = max(digits + 7, *(len(n) + 1 for n in res.param_names))
         lines = [head, "output".ljust(w_name) + "".join(n.rjust(w) for n in res.param_names)]
@@ -245,7 +249,7 @@ class Sensitivity:
     def to_pandas(self, kind: str = "normalized") -> Any:
         """A pandas DataFrame: rows are outputs (``(time, output)`` for a trajectory), columns parameters."""
         pd = _optional("pandas", "to_pandas")
-        S = self._host(kind)
+        S = self.on_host(kind)
         cols = pd.Index(self.param_names, name="parameter")
         if self.times is None:
             return pd.DataFrame(S, index=pd.Index(self.output_names, name="output"), columns=cols)
@@ -255,13 +259,13 @@ class Sensitivity:
     def to_xarray(self, kind: str = "normalized") -> Any:
         """An xarray DataArray with dims ``(time,) output, parameter`` and their coordinates."""
         xr = _optional("xarray", "to_xarray")
-        S = self._host(kind)
+        S = self.on_host(kind)
         coords: dict[str, Any] = {"output": list(self.output_names), "parameter": list(self.param_names)}
         dims: tuple[str, ...] = ("output", "parameter")
         if self.times is not None:
             dims = ("time", *dims)
             coords["time"] = self.times
-        return xr.DataArray(S, dims=dims, coords=coords, name=f"{_check_kind(kind)} sensitivity")
+        return xr.DataArray(S, dims=dims, coords=coords, name=f"{check_kind(kind)} sensitivity")
 
 
 def _user_stacklevel() -> int:
@@ -272,11 +276,13 @@ def _user_stacklevel() -> int:
     return level
 
 
-def _nearest(times: np.ndarray, t: float) -> int:
+def nearest_time(times: np.ndarray, t: float) -> int:
+    """The index of the time in ``times`` nearest to ``t`` (a trajectory's report or plot at ``t``)."""
     return int(np.argmin(np.abs(times - float(t))))
 
 
-def _check_kind(kind: str) -> str:
+def check_kind(kind: str) -> str:
+    """The canonical name of a sensitivity ``kind`` (one of ``KINDS``; aliases accepted), or ValueError."""
     k = _ALIASES.get(kind, kind)
     if k not in KINDS:
         raise ValueError(f"unknown sensitivity kind {kind!r}; choose one of {', '.join(KINDS)}")

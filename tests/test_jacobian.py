@@ -199,6 +199,28 @@ def test_identity_function_and_constant_outputs(backend):
     assert tuple(J[2].shape) == (3,) and not np.any(to_numpy(J[2]))
 
 
+@pytest.mark.parametrize(("x_dtype", "out_dtype"), [("float64", "float32"), ("float32", "float64")])
+def test_constant_output_block_has_the_dtype_its_tangent_would_have(backend, x_dtype, out_dtype):
+    """A constant floating output's block has the output's dtype, as a non-constant output of
+    that dtype has, and the dense, sparse and distributed Jacobians agree (issue 14)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    xp = backend.xp
+    x = backend.asarray(X_NP[:3], x_dtype)
+    const = backend.asarray(np.ones(3), out_dtype)
+    want = backend.dtype(out_dtype)
+    moving = ft.jacfwd(lambda x: ft.astype(x, want))(x)  # its tangent carries the output's dtype
+    dense = ft.jacfwd(lambda x: const)(x)
+    sparse = ft.sparse_jacfwd(lambda x: const, np.eye(3, dtype=bool), output="dense")(x)
+    with ThreadPoolExecutor(1) as pool:
+        spread = ft.jacfwd(lambda x: const, executor=pool)(x)
+    assert moving.dtype == want and dense.dtype == want
+    assert sparse.dtype == want and spread.dtype == want, (sparse.dtype, spread.dtype)
+    assert not np.any(to_numpy(dense)) and xp.isdtype(dense.dtype, "real floating")
+    # An integer output has no floating dtype of its own: its block takes the input's.
+    assert ft.jacfwd(lambda x: backend.asarray(np.arange(3)))(x).dtype == backend.dtype(x_dtype)
+
+
 def test_empty_input(backend):
     x = backend.asarray(np.zeros((0,)))
     J = ft.jacfwd(lambda x: x * 2.0)(x)

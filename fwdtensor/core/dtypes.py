@@ -21,7 +21,7 @@ import numpy as np
 
 from . import errors as _errors
 from .backend import PY_SCALARS, is_array, namespace_of
-from .dual import DualTensor
+from .dual import DualTensor, innermost
 
 # The dtypes of the standard, in the order its tables list them.
 NAMES: tuple[str, ...] = (
@@ -212,8 +212,7 @@ def _single_backend(values: tuple) -> tuple[ModuleType | None, builtins.bool]:
     for v in values:
         if type(v) is DualTensor:
             vxp, special = v._bxp, True
-            while type(v) is DualTensor:  # name the backend array in errors
-                v = v.primal
+            v = innermost(v)  # name the backend array in errors
         elif type(v) is DType:
             special = True
             continue
@@ -300,7 +299,7 @@ def can_cast(from_: Any, to: Any, /) -> builtins.bool:
 
 
 @dataclass(frozen=True)
-class finfo_object:  # noqa: N801  (the standard's name for what finfo returns)
+class finfo_object:
     """Machine limits of a floating dtype, as Python numbers (the standard's ``finfo_object``)."""
 
     bits: int
@@ -312,7 +311,7 @@ class finfo_object:  # noqa: N801  (the standard's name for what finfo returns)
 
 
 @dataclass(frozen=True)
-class iinfo_object:  # noqa: N801  (the standard's name for what iinfo returns)
+class iinfo_object:
     """Machine limits of an integer dtype, as Python ints (the standard's ``iinfo_object``)."""
 
     bits: int
@@ -333,7 +332,7 @@ def _info_dtype(xp: ModuleType | None, name: str | None, found: Any) -> Any:
     return getattr(xp, name, found) if found is None or isinstance(found, str) else found
 
 
-def finfo(type: Any, /) -> finfo_object:  # noqa: A002  (the standard's parameter name)
+def finfo(type: Any, /) -> finfo_object:  # the standard's parameter name
     """Machine limits of a floating dtype (token, backend dtype, array or dual), from its backend.
 
     The fields are Python numbers; ``dtype`` is the real dtype of the same precision.
@@ -357,7 +356,7 @@ def finfo(type: Any, /) -> finfo_object:  # noqa: A002  (the standard's paramete
     )
 
 
-def iinfo(type: Any, /) -> iinfo_object:  # noqa: A002  (the standard's parameter name)
+def iinfo(type: Any, /) -> iinfo_object:  # the standard's parameter name
     """Machine limits of an integer dtype (token, backend dtype, array or dual), from its backend.
 
     The fields are Python ints.

@@ -19,7 +19,7 @@ nan = math.nan
 pi = math.pi
 newaxis = None
 
-bool = TOKENS["bool"]  # noqa: A001  (the standard's name)
+bool = TOKENS["bool"]  # the standard's name
 int8, int16, int32, int64 = (TOKENS[n] for n in ("int8", "int16", "int32", "int64"))
 uint8, uint16, uint32, uint64 = (TOKENS[n] for n in ("uint8", "uint16", "uint32", "uint64"))
 float32, float64 = TOKENS["float32"], TOKENS["float64"]

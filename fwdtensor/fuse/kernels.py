@@ -24,7 +24,7 @@ from typing import Any
 
 from ..core import dual as _core
 
-__all__ = ["set_fused", "is_fused", "unary", "binary", "UNARY", "BINARY"]
+__all__ = ["set_fused", "is_fused", "is_cupy", "unary", "binary", "UNARY", "BINARY"]
 
 # The loop body of each kernel, in CUDA C++: ``x, t -> y, ty`` and ``a, ta, b, tb -> y, ty``.
 # ``T`` is the element type; literals are cast to it so float32 kernels stay in float32.
@@ -73,7 +73,7 @@ def is_fused() -> bool:
     return enabled
 
 
-def _is_cupy(xp: Any) -> bool:
+def is_cupy(xp: Any) -> bool:
     """True for CuPy's namespace (decided once per namespace object, without importing CuPy)."""
     key = id(xp)
     hit = _cupy_ns.get(key)
@@ -85,7 +85,7 @@ def _is_cupy(xp: Any) -> bool:
 def _plain_float(d: Any) -> bool:
     """A dual this module can fuse: plain CuPy float32/float64 primal, one direction."""
     t = d._t
-    if t is None or t.shape[0] != 1 or type(d.primal) is _core.DualTensor or not _is_cupy(d._bxp):
+    if t is None or t.shape[0] != 1 or type(d.primal) is _core.DualTensor or not is_cupy(d._bxp):
         return False
     dt = d.primal.dtype
     return dt.kind == "f" and dt.itemsize in (4, 8)

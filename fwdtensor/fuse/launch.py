@@ -80,7 +80,7 @@ def _launch_cupy(kernel: _codegen.Kernel, inputs: list, outputs: list, total: in
         k((blocks,), (_BLOCK,), (*inputs, *outputs, *scalars))
 
 
-register_launcher(_fused._is_cupy, _launch_cupy)
+register_launcher(_fused.is_cupy, _launch_cupy)
 
 
 class _Plan:
@@ -266,7 +266,7 @@ class Fused:
     @staticmethod
     def _check(tr: _trace.Trace, s: _trace.Sym, roles: tuple, what: str) -> None:
         full = tuple(tr.size(r) for r in roles)
-        if s.shape != full or _trace._significant(tr, s.roles) != _trace._significant(tr, roles):
+        if s.shape != full or _trace.significant(tr, s.roles) != _trace.significant(tr, roles):
             raise FuseError(f"{what} of shape {s.shape} is not elementwise over the inputs' shape {tr.shape}")
 
     def _run(self, plan: _Plan, kernel: _codegen.Kernel, inputs: list, outputs: list, treedef: Any) -> Any:

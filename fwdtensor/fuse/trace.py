@@ -28,7 +28,7 @@ from ..core.backend import PY_SCALARS, namespace_of
 from ..core.errors import FwdTensorError
 from .codegen import BOOL_IN, BOOL_OUT, OPS
 
-__all__ = ["FuseError", "Expr", "Sym", "Trace", "SYM", "tracing"]
+__all__ = ["FuseError", "Expr", "Sym", "Trace", "SYM", "tracing", "significant"]
 
 
 class FuseError(FwdTensorError):
@@ -179,7 +179,7 @@ class Trace:
         raise FuseError(f"an array of shape {shape} is not elementwise over the inputs' shape {S}")
 
 
-def _significant(t: Trace, roles: tuple) -> tuple:
+def significant(t: Trace, roles: tuple) -> tuple:
     """The roles that index something (size above one), with ``flat`` spelt out."""
     out = []
     for r in roles:
@@ -434,7 +434,7 @@ class _Namespace:
         if axis is None:
             if any(r == "b" for r in x.roles if t.size(r) > 1):
                 raise FuseError("roll without an axis across tangent directions is not fused")
-            role = "flat" if len(_significant(t, x.roles)) > 1 else next(iter(_significant(t, x.roles)), None)
+            role = "flat" if len(significant(t, x.roles)) > 1 else next(iter(significant(t, x.roles)), None)
         else:
             role = x.roles[axis]
         if role is None or t.size(role) == 1:
@@ -445,7 +445,7 @@ class _Namespace:
             role = 0
         return Sym(t.expr("roll", (x.e,), ("flat" if role == "flat" else role, shift), x.e.dtype), x.roles, t)
 
-    def clip(self, x: Any, /, min: Any = None, max: Any = None) -> Sym:  # noqa: A002
+    def clip(self, x: Any, /, min: Any = None, max: Any = None) -> Sym:
         y = _operand(tracing(), x)
         if min is not None:
             y = self.maximum(y, min)
@@ -459,7 +459,7 @@ class _Namespace:
         x = _operand(t, x)
         roles = t.template(shape)
         fits = len(x.roles) <= len(roles)
-        if not fits or _significant(t, t.broadcast(roles, x.roles)) != _significant(t, roles):
+        if not fits or significant(t, t.broadcast(roles, x.roles)) != significant(t, roles):
             raise FuseError(f"cannot broadcast shape {x.shape} to {tuple(shape)}")
         return Sym(x.e, roles, t)
 
@@ -473,7 +473,7 @@ class _Namespace:
         if shape == x.shape:
             return x
         roles = t.template(shape)
-        if _significant(t, roles) != _significant(t, x.roles):
+        if significant(t, roles) != significant(t, x.roles):
             raise FuseError(f"reshape of {x.shape} to {shape} moves elements; it is not fused")
         return Sym(x.e, roles, t)
 

@@ -242,7 +242,7 @@ RULES: tuple[Rule, ...] = (
 )
 
 
-def _public() -> dict:
+def public_functions() -> dict:
     """``lu_factor`` and ``lu_solve`` with SciPy's signatures, built on the two rules."""
     from .build import function_of
 

@@ -21,7 +21,7 @@ from ..core.backend import PY_SCALARS
 from ..core.dual import DualTensor, innermost
 
 ft: Any = _core.FT  # the namespace (set before this module is imported)
-_NV: Any = np._NoValue  # NumPy's "argument not given" marker, which it passes on as it is
+NV: Any = np._NoValue  # NumPy's "argument not given" marker, passed on as it is (numpy_protocols too)
 
 
 # ------------------------------------------------------------------ helpers
@@ -72,15 +72,16 @@ def fresh(x: Any) -> Any:
 
 
 def _given(v: Any) -> bool:
-    return v is not _NV and v is not None
+    return v is not NV and v is not None
 
 
 def _no_where(where: Any, name: str) -> None:
-    if where is not _NV and where is not True:
+    if where is not NV and where is not True:
         raise unsupported(name, "where=")
 
 
-def _axis(axis: Any) -> Any:
+def axis_arg(axis: Any) -> Any:
+    """NumPy's ``axis`` argument for the Array API: a list of axes becomes a tuple."""
     return tuple(axis) if isinstance(axis, list) else axis
 
 
@@ -99,62 +100,62 @@ def _f(a: Any) -> Any:
 
 
 # -------------------------------------------------------------- reductions
-def sum(a, axis=None, dtype=None, out=None, keepdims=False, initial=_NV, where=_NV):  # noqa: A001
+def sum(a, axis=None, dtype=None, out=None, keepdims=False, initial=NV, where=NV):
     _no_where(where, "sum")
-    r = ft.sum(arr(a), axis=_axis(axis), dtype=dtype, keepdims=bool(keepdims))
+    r = ft.sum(arr(a), axis=axis_arg(axis), dtype=dtype, keepdims=bool(keepdims))
     return put(r if not _given(initial) else ft.add(r, initial), out, "sum")
 
 
-def prod(a, axis=None, dtype=None, out=None, keepdims=False, initial=_NV, where=_NV):
+def prod(a, axis=None, dtype=None, out=None, keepdims=False, initial=NV, where=NV):
     _no_where(where, "prod")
-    r = ft.prod(arr(a), axis=_axis(axis), dtype=dtype, keepdims=bool(keepdims))
+    r = ft.prod(arr(a), axis=axis_arg(axis), dtype=dtype, keepdims=bool(keepdims))
     return put(r if not _given(initial) else ft.multiply(r, initial), out, "prod")
 
 
-def max(a, axis=None, out=None, keepdims=False, initial=_NV, where=_NV):  # noqa: A001
+def max(a, axis=None, out=None, keepdims=False, initial=NV, where=NV):
     _no_where(where, "max")
-    r = ft.max(arr(a), axis=_axis(axis), keepdims=bool(keepdims))
+    r = ft.max(arr(a), axis=axis_arg(axis), keepdims=bool(keepdims))
     return put(r if not _given(initial) else ft.maximum(r, initial), out, "max")
 
 
-def min(a, axis=None, out=None, keepdims=False, initial=_NV, where=_NV):  # noqa: A001
+def min(a, axis=None, out=None, keepdims=False, initial=NV, where=NV):
     _no_where(where, "min")
-    r = ft.min(arr(a), axis=_axis(axis), keepdims=bool(keepdims))
+    r = ft.min(arr(a), axis=axis_arg(axis), keepdims=bool(keepdims))
     return put(r if not _given(initial) else ft.minimum(r, initial), out, "min")
 
 
 def ptp(a, axis=None, out=None, keepdims=False):
     a = arr(a)
     r = ft.subtract(
-        ft.max(a, axis=_axis(axis), keepdims=keepdims), ft.min(a, axis=_axis(axis), keepdims=keepdims)
+        ft.max(a, axis=axis_arg(axis), keepdims=keepdims), ft.min(a, axis=axis_arg(axis), keepdims=keepdims)
     )
     return put(r, out, "ptp")
 
 
-def mean(a, axis=None, dtype=None, out=None, keepdims=False, *, where=_NV):
+def mean(a, axis=None, dtype=None, out=None, keepdims=False, *, where=NV):
     _no_where(where, "mean")
-    r = ft.mean(_cast(_f(a), dtype), axis=_axis(axis), keepdims=bool(keepdims))
+    r = ft.mean(_cast(_f(a), dtype), axis=axis_arg(axis), keepdims=bool(keepdims))
     return put(r, out, "mean")
 
 
-def std(a, axis=None, dtype=None, out=None, ddof=0, keepdims=False, *, where=_NV, mean=_NV, correction=_NV):
+def std(a, axis=None, dtype=None, out=None, ddof=0, keepdims=False, *, where=NV, mean=NV, correction=NV):
     _no_where(where, "std")
     c = correction if _given(correction) else ddof
-    r = ft.std(_cast(_f(a), dtype), axis=_axis(axis), correction=c, keepdims=bool(keepdims))
+    r = ft.std(_cast(_f(a), dtype), axis=axis_arg(axis), correction=c, keepdims=bool(keepdims))
     return put(r, out, "std")
 
 
-def var(a, axis=None, dtype=None, out=None, ddof=0, keepdims=False, *, where=_NV, mean=_NV, correction=_NV):
+def var(a, axis=None, dtype=None, out=None, ddof=0, keepdims=False, *, where=NV, mean=NV, correction=NV):
     _no_where(where, "var")
     c = correction if _given(correction) else ddof
-    r = ft.var(_cast(_f(a), dtype), axis=_axis(axis), correction=c, keepdims=bool(keepdims))
+    r = ft.var(_cast(_f(a), dtype), axis=axis_arg(axis), correction=c, keepdims=bool(keepdims))
     return put(r, out, "var")
 
 
 def average(a, axis=None, weights=None, returned=False, *, keepdims=False):
     a = _f(a)
     if weights is None:
-        r = ft.mean(a, axis=_axis(axis), keepdims=keepdims)
+        r = ft.mean(a, axis=axis_arg(axis), keepdims=keepdims)
         w = None
     else:
         w = arr(weights)
@@ -165,9 +166,9 @@ def average(a, axis=None, weights=None, returned=False, *, keepdims=False):
             shape[_ax(axis, a.ndim)] = w.shape[0]
             w = ft.reshape(w, tuple(shape))
         wsum = ft.sum(
-            ft.broadcast_to(w, a.shape) if w.shape != a.shape else w, axis=_axis(axis), keepdims=keepdims
+            ft.broadcast_to(w, a.shape) if w.shape != a.shape else w, axis=axis_arg(axis), keepdims=keepdims
         )
-        r = ft.divide(ft.sum(ft.multiply(a, w), axis=_axis(axis), keepdims=keepdims), wsum)
+        r = ft.divide(ft.sum(ft.multiply(a, w), axis=axis_arg(axis), keepdims=keepdims), wsum)
         w = wsum
     if returned:
         return r, (
@@ -240,16 +241,16 @@ def percentile(
     return quantile(a, qq, axis, out, overwrite_input, method, keepdims, weights=weights)
 
 
-def nansum(a, axis=None, dtype=None, out=None, keepdims=False, initial=_NV, where=_NV):
+def nansum(a, axis=None, dtype=None, out=None, keepdims=False, initial=NV, where=NV):
     a = arr(a)
     return sum(ft.where(ft.isnan(a), 0.0, a), axis, dtype, out, keepdims, initial, where)
 
 
-def nanmean(a, axis=None, dtype=None, out=None, keepdims=False, *, where=_NV):
+def nanmean(a, axis=None, dtype=None, out=None, keepdims=False, *, where=NV):
     a = _f(a)
     ok = ft.logical_not(ft.isnan(a))
-    s = ft.sum(ft.where(ok, a, 0.0), axis=_axis(axis), keepdims=keepdims)
-    n = ft.sum(ft.astype(innermost(ok), innermost(a).dtype), axis=_axis(axis), keepdims=keepdims)
+    s = ft.sum(ft.where(ok, a, 0.0), axis=axis_arg(axis), keepdims=keepdims)
+    n = ft.sum(ft.astype(innermost(ok), innermost(a).dtype), axis=axis_arg(axis), keepdims=keepdims)
     return put(ft.divide(s, n), out, "nanmean")
 
 
@@ -589,7 +590,7 @@ def squeeze(a, axis=None):
         axis = tuple(i for i, n in enumerate(a.shape) if n == 1)
         if not axis:
             return ft.reshape(a, tuple(a.shape))
-    return ft.squeeze(a, axis=_axis(axis))
+    return ft.squeeze(a, axis=axis_arg(axis))
 
 
 def expand_dims(a, axis):
@@ -699,11 +700,11 @@ def roll(a, shift, axis=None):
     a = arr(a)
     if axis is None:  # the standard flattens and restores the shape, as NumPy does
         return ft.roll(a, shift, axis=0) if a.ndim == 1 else ft.roll(a, shift)
-    return ft.roll(a, shift, axis=_axis(axis))
+    return ft.roll(a, shift, axis=axis_arg(axis))
 
 
 def flip(m, axis=None):
-    return ft.flip(arr(m), axis=_axis(axis))
+    return ft.flip(arr(m), axis=axis_arg(axis))
 
 
 def fliplr(m):
@@ -797,7 +798,7 @@ def pad(array, pad_width, mode="constant", **kwargs):
     return x
 
 
-def diff(a, n=1, axis=-1, prepend=_NV, append=_NV):
+def diff(a, n=1, axis=-1, prepend=NV, append=NV):
     a = arr(a)
 
     def edge(v: Any) -> Any:
@@ -884,8 +885,8 @@ def interp(x, xp, fp, left=None, right=None, period=None):
     return ft.where(xs > innermost(xp)[-1], hi, y)
 
 
-def where(condition, x=_NV, y=_NV):
-    if x is _NV and y is _NV:
+def where(condition, x=NV, y=NV):
+    if x is NV and y is NV:
         return np.nonzero(innermost(condition))
     cond = innermost(condition) if type(condition) is DualTensor else np.asarray(condition)
     return ft.where(cond, operand(x), operand(y))
@@ -898,10 +899,10 @@ def select(condlist, choicelist, default=0):
     return r
 
 
-def clip(a, a_min=_NV, a_max=_NV, out=None, *, min=_NV, max=_NV, **kwargs):  # noqa: A002
-    lo = a_min if a_min is not _NV else min
-    hi = a_max if a_max is not _NV else max
-    lo, hi = (None if v is _NV else v for v in (lo, hi))
+def clip(a, a_min=NV, a_max=NV, out=None, *, min=NV, max=NV, **kwargs):
+    lo = a_min if a_min is not NV else min
+    hi = a_max if a_max is not NV else max
+    lo, hi = (None if v is NV else v for v in (lo, hi))
     return put(ft.clip(arr(a), min=lo, max=hi), out, "clip")
 
 
@@ -1160,11 +1161,11 @@ def logsumexp_reduce(a, axis=0, keepdims=False, base2=False):
     a = _f(a)
     if base2:
         a = ft.multiply(a, math.log(2.0))
-    m = ft.max(innermost(a), axis=_axis(axis), keepdims=True)  # a constant shift
+    m = ft.max(innermost(a), axis=axis_arg(axis), keepdims=True)  # a constant shift
     m = np.where(np.isfinite(m), m, 0.0)
-    r = ft.add(ft.log(ft.sum(ft.exp(ft.subtract(a, m)), axis=_axis(axis), keepdims=True)), m)
+    r = ft.add(ft.log(ft.sum(ft.exp(ft.subtract(a, m)), axis=axis_arg(axis), keepdims=True)), m)
     if not keepdims:
-        r = ft.squeeze(r, axis=_axis(axis) if axis is not None else tuple(range(r.ndim)))
+        r = ft.squeeze(r, axis=axis_arg(axis) if axis is not None else tuple(range(r.ndim)))
     return ft.divide(r, math.log(2.0)) if base2 else r
 
 
@@ -1190,15 +1191,15 @@ def _nan_filled(a: Any, value: float) -> Any:
     return ft.where(np.isnan(np.asarray(innermost(a))), value, a)
 
 
-def nanmax(a, axis=None, out=None, keepdims=False, initial=_NV, where=_NV):
+def nanmax(a, axis=None, out=None, keepdims=False, initial=NV, where=NV):
     return max(_nan_filled(a, -math.inf), axis, out, keepdims, initial, where)
 
 
-def nanmin(a, axis=None, out=None, keepdims=False, initial=_NV, where=_NV):
+def nanmin(a, axis=None, out=None, keepdims=False, initial=NV, where=NV):
     return min(_nan_filled(a, math.inf), axis, out, keepdims, initial, where)
 
 
-def nanprod(a, axis=None, dtype=None, out=None, keepdims=False, initial=_NV, where=_NV):
+def nanprod(a, axis=None, dtype=None, out=None, keepdims=False, initial=NV, where=NV):
     return prod(_nan_filled(a, 1.0), axis, dtype, out, keepdims, initial, where)
 
 
@@ -1206,24 +1207,20 @@ def nancumsum(a, axis=None, dtype=None, out=None):
     return cumsum(_nan_filled(a, 0.0), axis, dtype, out)
 
 
-def nanvar(
-    a, axis=None, dtype=None, out=None, ddof=0, keepdims=False, *, where=_NV, mean=_NV, correction=_NV
-):
+def nanvar(a, axis=None, dtype=None, out=None, ddof=0, keepdims=False, *, where=NV, mean=NV, correction=NV):
     a = _f(a)
     ok = np.logical_not(np.isnan(np.asarray(innermost(a))))
-    n = np.sum(ok, axis=_axis(axis), keepdims=True)
+    n = np.sum(ok, axis=axis_arg(axis), keepdims=True)
     c = correction if _given(correction) else ddof
-    mu = ft.divide(ft.sum(ft.where(ok, a, 0.0), axis=_axis(axis), keepdims=True), n)
+    mu = ft.divide(ft.sum(ft.where(ok, a, 0.0), axis=axis_arg(axis), keepdims=True), n)
     dev = ft.where(ok, ft.abs(ft.subtract(a, mu)), 0.0)
-    r = ft.divide(ft.sum(ft.square(dev), axis=_axis(axis), keepdims=True), n - c)
+    r = ft.divide(ft.sum(ft.square(dev), axis=axis_arg(axis), keepdims=True), n - c)
     if not keepdims:
-        r = ft.squeeze(r, axis=_axis(axis) if axis is not None else tuple(range(r.ndim)))
+        r = ft.squeeze(r, axis=axis_arg(axis) if axis is not None else tuple(range(r.ndim)))
     return put(_cast(r, dtype), out, "nanvar")
 
 
-def nanstd(
-    a, axis=None, dtype=None, out=None, ddof=0, keepdims=False, *, where=_NV, mean=_NV, correction=_NV
-):
+def nanstd(a, axis=None, dtype=None, out=None, ddof=0, keepdims=False, *, where=NV, mean=NV, correction=NV):
     r = nanvar(a, axis, dtype, None, ddof, keepdims, correction=correction)
     return put(ft.sqrt(r), out, "nanstd")
 

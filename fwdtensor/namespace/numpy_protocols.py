@@ -203,8 +203,8 @@ def array_ufunc(ufunc: Any, method: str, inputs: tuple, kwargs: dict) -> Any:
             )
         a = nf.arr(inputs[0])
         axis = kwargs.get("axis", 0)
-        r = fn(a, axis=nf._axis(axis), keepdims=bool(kwargs.get("keepdims", False)))
-        if kwargs.get("initial", nf._NV) is not nf._NV:
+        r = fn(a, axis=nf.axis_arg(axis), keepdims=bool(kwargs.get("keepdims", False)))
+        if kwargs.get("initial", nf.NV) is not nf.NV:
             r = UFUNCS[ufunc](r, kwargs["initial"])
     elif method == "accumulate":
         fn = ACCUMULATE.get(ufunc)
@@ -310,8 +310,8 @@ def _cholesky(a: Any, /, *, upper: bool = False) -> Any:
     return ft_linalg.cholesky(nf.arr(a), upper=upper)
 
 
-def _pinv(a: Any, rcond: Any = None, hermitian: bool = False, *, rtol: Any = nf._NV) -> Any:
-    r = rtol if rtol is not nf._NV else rcond
+def _pinv(a: Any, rcond: Any = None, hermitian: bool = False, *, rtol: Any = nf.NV) -> Any:
+    r = rtol if rtol is not nf.NV else rcond
     return ft_linalg.pinv(nf.arr(a), rtol=r)
 
 
@@ -360,7 +360,7 @@ def _unique(
     *,
     equal_nan: bool = True,
     sorted: bool = True,
-) -> Any:  # noqa: A002
+) -> Any:
     if return_index or return_inverse or return_counts or axis is not None:
         raise _errors.numpy_no_rule("numpy.unique with return_*/axis", "use ft.unique_all on the dual")
     return ft.unique_values(nf.ravel(ar))

@@ -107,6 +107,12 @@ def _copysign_d1(xp: Any, x1: Any, x2: Any, y: Any) -> Any:
     return xp.where(xp.signbit(x2), -s, s)
 
 
+def _symmetric(d: Any) -> tuple:
+    """The two partials of a function symmetric in its arguments from the first one:
+    d/dx2 f(x1, x2) is d/dx1 f(x2, x1)."""
+    return d, lambda xp, a, b, y: d(xp, b, a, y)
+
+
 def _hypot_d(xp: Any, a: Any, b: Any, y: Any) -> Any:
     # a / hypot, defined as 0 where both inputs are 0 (no direction is preferred there);
     # where an input is infinite, sign(a) for an infinite a and 0 for a finite one (the
@@ -279,29 +285,25 @@ RULES: tuple[Rule, ...] = (
     ),
     binary(
         "hypot",
-        lambda xp, a, b, y: _hypot_d(xp, a, b, y),
-        lambda xp, a, b, y: _hypot_d(xp, b, a, y),
+        *_symmetric(_hypot_d),
         dtypes="real",
         note="slope 0 at (0, 0); at an infinite input the limit (1 or 0); NaN in, NaN out",
     ),
     binary(
         "logaddexp",
-        lambda xp, a, b, y: _logaddexp_d(xp, a, b, y),
-        lambda xp, a, b, y: _logaddexp_d(xp, b, a, y),
+        *_symmetric(_logaddexp_d),
         dtypes="real",
         note="infinite inputs: the limit (ties split evenly); NaN in, NaN out",
     ),
     binary(
         "maximum",
-        lambda xp, a, b, y: _balanced(xp, a, b, y),
-        lambda xp, a, b, y: _balanced(xp, b, a, y),
+        *_symmetric(_balanced),
         dtypes="real",
         note="ties split the tangent evenly (JAX); NaN in, NaN out",
     ),
     binary(
         "minimum",
-        lambda xp, a, b, y: _balanced(xp, _neg(xp, a), _neg(xp, b), y),
-        lambda xp, a, b, y: _balanced(xp, _neg(xp, b), _neg(xp, a), y),
+        *_symmetric(lambda xp, a, b, y: _balanced(xp, _neg(xp, a), _neg(xp, b), y)),
         dtypes="real",
         note="ties split the tangent evenly (JAX); NaN in, NaN out",
     ),

@@ -51,20 +51,13 @@ import array_api_compat
 
 from ..core.backend import namespace_of
 from ..core.batch import align, shift_axes
-from ..core.dual import DualTensor
+from ..core.dual import DualTensor, innermost
 from . import linear_algebra as la
 from ._forms import Rule, custom, linear
 from .linear_algebra import left, right
 
 
 # ------------------------------------------------------------------ helpers
-def _value(x: Any) -> Any:
-    """The backend array under every level of ``x`` (masks depend only on it)."""
-    while type(x) is DualTensor:
-        x = x.primal
-    return x
-
-
 def _bxp(x: Any) -> Any:
     """The backend namespace of ``x`` (a dual's innermost arrays), for constants."""
     return x._bxp if type(x) is DualTensor else namespace_of(x)
@@ -76,7 +69,7 @@ def _is_complex(x: Any) -> bool:
 
 def _const(x: Any, make: Any, dtype: Any = None) -> Any:
     """A constant built by ``make(bxp, dtype, device)`` next to ``x`` (same backend, device)."""
-    v = _value(x)
+    v = innermost(x)
     return make(_bxp(x), v.dtype if dtype is None else dtype, array_api_compat.device(v))
 
 
@@ -140,7 +133,7 @@ def _diag_of(xp: Any, a: Any, m: Any) -> Any:
 
 def _safe(xp: Any, y: Any) -> Any:
     """``y`` with its zeros replaced by ones (a divisor whose numerator is 0 there)."""
-    v = _value(y)
+    v = innermost(y)
     return xp.add(y, _bxp(y).astype(v == 0, v.dtype))
 
 
@@ -162,7 +155,7 @@ class _Spectrum:
     """
 
     def __init__(self, w: Any, zero_kink: bool = False) -> None:
-        b, v = _bxp(w), _value(w)
+        b, v = _bxp(w), innermost(w)
         dt, dev = v.dtype, array_api_compat.device(v)
         eq = b.equal(v[..., :, None], v[..., None, :])
         self.eqf = b.astype(eq, dt)
@@ -218,7 +211,7 @@ def _adjugate(xp: Any, a: Any) -> Any:
     u, s, vh = xp.linalg.svd(a, full_matrices=False)
     phase = xp.multiply(xp.linalg.det(u), xp.linalg.det(vh))
     p = _others_product(xp, s)
-    p = p if not _is_complex(a) else xp.astype(p, _value(a).dtype)
+    p = p if not _is_complex(a) else xp.astype(p, innermost(a).dtype)
     m = xp.matmul(xp.multiply(_mH(xp, vh), xp.expand_dims(p, axis=-2)), _mH(xp, u))
     return xp.multiply(m, xp.expand_dims(xp.expand_dims(phase, axis=-1), axis=-1))
 
@@ -242,7 +235,7 @@ def _slogdet_jvp(xp: Any, primals: list, tangents: list) -> tuple:
     out = xp.linalg.slogdet(a)
     if a.shape[-1] == 0:  # (1, 0) for a 0x0 matrix: constants
         return out, (None, None)
-    b, sign = _bxp(a), _value(out[0])
+    b, sign = _bxp(a), innermost(out[0])
     singular = b.expand_dims(b.expand_dims(sign == 0, axis=-1), axis=-1)
     eye = _const(a, lambda bb, dt, dev: bb.eye(a.shape[-1], dtype=dt, device=dev))
     tr = _trace_inv_times(xp, xp.where(singular, eye, a), t)
@@ -319,11 +312,11 @@ def _matrix_power_jvp(xp: Any, primals: list, tangents: list, n: int) -> tuple:
 def _pinv(xp: Any, x: Any, rtol: Any = None) -> Any:
     # rtol only sets the cut-off below which singular values count as 0: the rank, and so
     # pinv, is locally constant in it, so a dual rtol is used by its value (derivative 0).
-    return xp.linalg.pinv(x, rtol=None if rtol is None else _value(rtol))
+    return xp.linalg.pinv(x, rtol=None if rtol is None else innermost(rtol))
 
 
 def _matrix_rank(xp: Any, x: Any, rtol: Any = None) -> Any:
-    return xp.linalg.matrix_rank(x, rtol=None if rtol is None else _value(rtol))
+    return xp.linalg.matrix_rank(x, rtol=None if rtol is None else innermost(rtol))
 
 
 def _pinv_jvp(xp: Any, primals: list, tangents: list, rtol: Any = None) -> tuple:
@@ -377,7 +370,7 @@ def _deficient(rk: Any, k: int) -> tuple:
     Returns a boolean mask of those diagonal entries (..., k) and, per matrix of the stack,
     NaN where it is deficient and 0 elsewhere (..., 1, 1): computed on the backend, no sync.
     """
-    b, v = _bxp(rk), _value(rk)
+    b, v = _bxp(rk), innermost(rk)
     d = b.abs(b.linalg.diagonal(v))
     small = d <= b.max(d, axis=-1, keepdims=True) * (k * b.finfo(d.dtype).eps)
     nan = _nan_where(b, b.any(small, axis=-1), rk)
@@ -542,7 +535,7 @@ def _extreme_weights(x: Any, v: Any, axis: Any, largest: bool) -> Any:
 def _spectral_grad(xp: Any, x: Any, ord: Any) -> Any:
     """The gradient ``U diag(w) V^H`` of the nuclear norm or of the largest/smallest singular value."""
     u, s, vh = xp.linalg.svd(x, full_matrices=False)
-    sv = _value(s)
+    sv = innermost(s)
     b = _bxp(x)
     nonzero = b.astype(sv != 0, sv.dtype)
     if ord == "nuc":  # a zero singular value is a kink: slope 0, like abs at 0
@@ -550,7 +543,7 @@ def _spectral_grad(xp: Any, x: Any, ord: Any) -> Any:
     else:
         w = _extreme_weights(x, sv, -1, ord == 2)
         w = w if ord == 2 else w * nonzero
-    return xp.matmul(xp.multiply(u, b.astype(w, _value(u).dtype)[..., None, :]), vh)
+    return xp.matmul(xp.multiply(u, b.astype(w, innermost(u).dtype)[..., None, :]), vh)
 
 
 def _matrix_norm_grad(xp: Any, x: Any, y: Any, keepdims: bool, ord: Any) -> Any:
@@ -560,7 +553,7 @@ def _matrix_norm_grad(xp: Any, x: Any, y: Any, keepdims: bool, ord: Any) -> Any:
     if ord in ("nuc", 2, -2):
         return _spectral_grad(xp, x, ord)
     ax = -2 if ord in (1, -1) else -1  # 1: max column sum; inf: max row sum
-    sums = _bxp(x).sum(_bxp(x).abs(_value(x)), axis=ax, keepdims=True)
+    sums = _bxp(x).sum(_bxp(x).abs(innermost(x)), axis=ax, keepdims=True)
     w = _extreme_weights(x, sums, -1 if ax == -2 else -2, ord > 0)
     return xp.multiply(_unit(xp, x), w)
 
@@ -586,7 +579,7 @@ def _vector_norm_grad(xp: Any, x: Any, yk: Any, axes: tuple, ord: Any) -> Any:
         return _unit(xp, x)
     b = _bxp(x)
     if ord in (math.inf, -math.inf):  # ties of the max (min) split the slope evenly
-        return xp.multiply(_unit(xp, x), _extreme_weights(x, b.abs(_value(x)), axes, ord > 0))
+        return xp.multiply(_unit(xp, x), _extreme_weights(x, b.abs(innermost(x)), axes, ord > 0))
     ratio = xp.divide(xp.abs(x), _safe(xp, yk))  # general p: sign(x) (|x| / y)^(p - 1)
     return xp.multiply(_unit(xp, x), xp.pow(ratio, ord - 1))
 

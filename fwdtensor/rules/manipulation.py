@@ -15,7 +15,6 @@ import array_api_compat
 from ..core import dual as _core
 from ..core.backend import namespace_of
 from ..core.batch import align, shift_axes, shift_axis
-from ..core.dual import DualTensor
 from ._forms import Rule, custom, linear
 
 
@@ -40,8 +39,7 @@ def blocks(xp: Any, primals: list, tangents: list) -> list:
 
 def zero_block(ref: Any, B: int, shape: tuple, dtype: Any) -> Any:
     """Zeros of shape ``(B, *shape)`` on ``ref``'s backend and device (``ref`` may be a dual)."""
-    while type(ref) is DualTensor:
-        ref = ref.primal
+    ref = _core.innermost(ref)
     return namespace_of(ref).zeros((B, *shape), dtype=dtype, device=array_api_compat.device(ref))
 
 

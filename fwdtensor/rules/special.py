@@ -333,7 +333,7 @@ _LOGSUMEXP = custom(
 )
 
 # ------------------------------------------------------------------ the table
-_EXP_X2 = lambda xp, x, y: xp.exp(-x * x)  # noqa: E731  (shared by erf and erfc)
+_EXP_X2 = lambda xp, x, y: xp.exp(-x * x)  # shared by erf and erfc
 
 RULES: tuple[Rule, ...] = (
     unary("erf", lambda xp, x, y: _EXP_X2(xp, x, y) * _TWO_SQRT_PI, note="d/dx = 2/sqrt(pi) exp(-x^2)"),

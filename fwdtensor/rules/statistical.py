@@ -140,38 +140,34 @@ def _var_parts(xp: Any, x: Any, t: Any, axis: Any, correction: float, keepdims: 
     return s, n - correction
 
 
-def _var_jvp(
-    xp: Any,
-    primals: list,
-    tangents: list,
-    *,
-    axis: Any = None,
-    correction: float = 0.0,
-    keepdims: bool = False,
-) -> tuple:
-    x, t = primals[0], tangents[0]
-    y = xp.var(x, axis=axis, correction=correction, keepdims=keepdims)
-    s, dof = _var_parts(xp, x, t, axis, correction, keepdims)
-    # the sum of x - mean is zero, so t need not be centred; no degrees of freedom: nan
-    return y, s * (2.0 / dof if dof != 0 else math.nan)
+def _spread_jvp(std: bool) -> Any:
+    """The JVP rule of ``var`` (``std=False``) or ``std``: both from ``_var_parts``."""
+
+    def jvp(
+        xp: Any,
+        primals: list,
+        tangents: list,
+        *,
+        axis: Any = None,
+        correction: float = 0.0,
+        keepdims: bool = False,
+    ) -> tuple:
+        x, t = primals[0], tangents[0]
+        y = (xp.std if std else xp.var)(x, axis=axis, correction=correction, keepdims=keepdims)
+        s, dof = _var_parts(xp, x, t, axis, correction, keepdims)
+        if not std:
+            # the sum of x - mean is zero, so t need not be centred; no degrees of freedom: nan
+            return y, s * (2.0 / dof if dof != 0 else math.nan)
+        # std is a norm of x - mean: at a constant input (std == 0) the slope is taken as 0,
+        # like abs at 0; there s == 0 exactly, so dividing by 1 instead of 0 gives it.
+        safe = xp.where(xp.equal(y, 0), 1.0, y)
+        return y, xp.divide(s, safe[None, ...]) * (1.0 / dof if dof != 0 else math.nan)
+
+    return jvp
 
 
-def _std_jvp(
-    xp: Any,
-    primals: list,
-    tangents: list,
-    *,
-    axis: Any = None,
-    correction: float = 0.0,
-    keepdims: bool = False,
-) -> tuple:
-    x, t = primals[0], tangents[0]
-    y = xp.std(x, axis=axis, correction=correction, keepdims=keepdims)
-    s, dof = _var_parts(xp, x, t, axis, correction, keepdims)
-    # std is a norm of x - mean: at a constant input (std == 0) the slope is taken as 0,
-    # like abs at 0; there s == 0 exactly, so dividing by 1 instead of 0 gives it.
-    safe = xp.where(xp.equal(y, 0), 1.0, y)
-    return y, xp.divide(s, safe[None, ...]) * (1.0 / dof if dof != 0 else math.nan)
+_var_jvp = _spread_jvp(std=False)
+_std_jvp = _spread_jvp(std=True)
 
 
 def _extreme_jvp(name: str) -> Any:

@@ -20,11 +20,11 @@ from ..core import backend as _backend
 from ..core import errors as _errors
 from ..core import tree as _tree
 from ..core.dual import DualTensor, innermost
+from .common import LIVE_ARRAYS, positions
 
 __all__ = ["Engine", "batched_hessian", "batched_jacfwd", "check_independent"]
 
 _CHECK_SAMPLES = 3  # samples traced by the independence check (enough to see any mixing)
-_LIVE_ARRAYS = 8  # working set per direction, in tangents of the input's size (as jacfwd assumes)
 
 
 class Engine:
@@ -79,7 +79,7 @@ def _seed(x: Any, k: int, s: int, e: int, off: int) -> Any:
 def _chunk(n: int, per_direction: int, itemsize: int, chunk_size: int | None, budget: int) -> int:
     if chunk_size is not None:
         return max(1, min(n, chunk_size))
-    fits = budget // max(1, _LIVE_ARRAYS * itemsize * per_direction)
+    fits = budget // max(1, LIVE_ARRAYS * itemsize * per_direction)
     return max(1, min(n, fits))
 
 
@@ -287,12 +287,7 @@ def batched_jacfwd(
     checked: set = set()
 
     def jacfun(*args: Any, **kwargs: Any) -> Any:
-        for a in nums:
-            if not -len(args) <= a < len(args):
-                raise ValueError(
-                    f"argnums {argnums!r} is out of range for a call with {len(args)} positional arguments"
-                )
-        pos = tuple(a % len(args) for a in nums)
+        pos = positions(argnums, nums, len(args))
         if check:
             tree = args[pos[0]] if isinstance(argnums, int) else tuple(args[a] for a in pos)
             sig = tuple((tuple(x.shape), str(x.dtype)) for x in _tree.flatten(tree)[0])

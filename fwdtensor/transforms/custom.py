@@ -39,7 +39,7 @@ from ..core.dual import DualTensor
 __all__ = ["custom_jvp"]
 
 
-class custom_jvp:  # noqa: N801  (named like jax.custom_jvp, used as a decorator)
+class custom_jvp:  # named like jax.custom_jvp, used as a decorator
     """Give ``fun`` a forward-mode rule of your own, like ``jax.custom_jvp``.
 
     >>> import numpy as np, fwdtensor as ft

@@ -19,13 +19,32 @@ from ..core import budget as _budget
 from ..core import dual as _core
 from ..core import errors as _errors
 from ..core import hooks
-from ..core import memory as _memory
 from ..core import tree as _tree
 from ..core.budget import get_memory_budget, set_memory_budget
 from ..core.dual import DualTensor
 from ..core.levels import new_level
 from . import batched as _batched
 from . import progress as _progress
+from .common import (
+    LIVE_ARRAYS,
+    check_argnums,
+    check_chunk_size,
+    check_differentiable_input,
+    dtype_info,
+    fresh,
+    fresh_tree,
+    innermost_ns,
+    leaf_array,
+    ns,
+    positions,
+    result_dtype,
+    seed,
+    split_aux,
+    strip,
+    transpose_into,
+    unpack,
+    zero_blocks,
+)
 
 __all__ = [
     "jvp",
@@ -42,34 +61,11 @@ __all__ = [
 
 
 # ------------------------------------------------------------------ helpers
-def _leaf_array(x: Any, what: str) -> Any:
-    """A primal leaf as an array (Python scalars become NumPy float64; constants their array)."""
-    if type(x) is DualTensor:
-        return _core.bare(x)
-    if _backend.is_array(x):
-        return x
-    if isinstance(x, (int, float, complex)) and not isinstance(x, bool):
-        return _backend.as_array(x)
-    raise TypeError(f"{what} must be an array or a Python number, got {type(x).__name__}")
-
-
-def _ns(x: Any) -> Any:
-    """The namespace to operate on ``x`` itself: fwdtensor's for a dual."""
-    return _core.FT if type(x) is DualTensor else _backend.namespace_of(x)
-
-
-def _innermost_ns(x: Any) -> Any:
-    return x._bxp if type(x) is DualTensor else _backend.namespace_of(x)
-
-
-def _seed(p: Any, t: Any, level: int, B: int) -> DualTensor:
-    """A dual of ``level`` with primal ``p`` (array or lower dual) and batched tangent ``t``."""
-    return _core._make(p, t, level, B, _innermost_ns(p))
 
 
 def _check_tangent_leaf(i: int, p: Any, t: Any, batched: bool) -> Any:
     """Validate one tangent against its primal for ``jvp``; return it with the batch axis."""
-    xp = _innermost_ns(p)
+    xp = innermost_ns(p)
     if t is None:
         return None
     t = _core.bare(t)
@@ -100,61 +96,6 @@ def _check_tangent_leaf(i: int, p: Any, t: Any, batched: bool) -> Any:
     if got != want:
         raise _errors.TangentError(f"tangent {i} has shape {got} but its primal has shape {want}")
     return _core.FT.reshape(t, (1, *want)) if type(t) is DualTensor else xp.reshape(t, (1, *want))
-
-
-def _unpack(leaf: Any, level: int, B: int, tdtype: Any = None) -> tuple[Any, Any]:
-    """Primal and batched tangent of one output leaf at ``level`` (zeros if constant)."""
-    if type(leaf) is DualTensor:
-        if leaf.level == level:
-            t = leaf._t
-            p = _core.bare(leaf.primal)  # constants of the namespace go back as their arrays
-            return p, (_zero_tangent(p, B, tdtype) if t is None else _full_batch(leaf, t, B))
-        if leaf.level > level and _core.carries_tangent(leaf):
-            raise _errors.FwdTensorError(
-                "a dual of an inner transform escaped to an outer one; return its primal "
-                "(or call the inner transform inside the outer function)"
-            )
-        leaf = _core.bare(leaf)
-        return leaf, _zero_tangent(leaf, B, tdtype)
-    if _backend.is_array(leaf):
-        return leaf, _zero_tangent(leaf, B, tdtype)
-    if isinstance(leaf, (int, float, complex)) and not isinstance(leaf, bool):
-        arr = _backend.as_array(leaf)
-        return arr, _core.zeros_tangent(arr, B)
-    raise _errors.StructureError(
-        f"the function returned a {type(leaf).__name__}; outputs must be arrays or nested "
-        "tuples/lists/dicts of arrays"
-    )
-
-
-def _zero_tangent(p: Any, B: int, tdtype: Any = None) -> Any:
-    """The zero tangent of an output that carries none: its own dtype when it is floating.
-
-    Integer and boolean outputs get zeros of ``tdtype``, the dtype of the input tangents
-    (promoted together), as their ``jacfwd`` blocks get the input's dtype; the backend's
-    default floating dtype when there is none.
-    """
-    xp = _innermost_ns(p)
-    if _backend.is_floating(xp, p.dtype):
-        return _core.zeros_tangent(p, B)
-    dt = _default_float(xp, p) if tdtype is None else tdtype
-    return xp.zeros((B, *p.shape), dtype=dt, device=array_api_compat.device(_innermost(p)))
-
-
-def _default_float(xp: Any, p: Any) -> Any:
-    """The default real floating dtype of ``xp`` on ``p``'s device (float64 where it exists)."""
-    try:
-        return xp.__array_namespace_info__().default_dtypes(device=array_api_compat.device(_innermost(p)))[
-            "real floating"
-        ]
-    except Exception:  # a namespace without inspection
-        return xp.float64
-
-
-def _full_batch(leaf: DualTensor, t: Any, B: int) -> Any:
-    if t.shape[0] == B:
-        return t
-    return _ns(t).broadcast_to(t, (B, *t.shape[1:]))
 
 
 # ---------------------------------------------------------------------- jvp
@@ -190,7 +131,7 @@ def jvp(
         )
     p_leaves, p_def = _tree.flatten(list(primals))
     t_leaves, t_def = _flatten_tangents(tangents, p_def)
-    p_leaves = [_leaf_array(p, f"primal {i}") for i, p in enumerate(p_leaves)]
+    p_leaves = [leaf_array(p, f"primal {i}") for i, p in enumerate(p_leaves)]
     ins = p_leaves + t_leaves  # the caller's buffers, which no output may share
     t_leaves = [_check_tangent_leaf(i, p, t, batched) for i, (p, t) in enumerate(zip(p_leaves, t_leaves))]
     sizes = {int(t.shape[0]) for t in t_leaves if t is not None}
@@ -198,7 +139,7 @@ def jvp(
         raise _errors.TangentError(f"batched tangents disagree on the number of directions: {sorted(sizes)}")
     B = sizes.pop() if sizes else 1
     level = new_level()
-    duals = [_seed(p, t, level, B if batched else 0) for p, t in zip(p_leaves, t_leaves)]
+    duals = [seed(p, t, level, B if batched else 0) for p, t in zip(p_leaves, t_leaves)]
     token = _budget.push(B, False)  # inner jacfwds size their chunks for it
     try:
         out = f(*_tree.unflatten(p_def, duals))
@@ -206,36 +147,15 @@ def jvp(
         _budget.pop(token)
     aux = None
     if has_aux:
-        out, aux = _split_aux(out)
+        out, aux = split_aux(out)
     o_leaves, o_def = _tree.flatten(out)
     given = [t for t in t_leaves if t is not None]
-    tdtype = _innermost_ns(given[0]).result_type(*given) if given else None
-    pairs = [_unpack(o, level, B, tdtype) for o in o_leaves]
+    tdtype = innermost_ns(given[0]).result_type(*given) if given else None
+    pairs = [unpack(o, level, B, tdtype) for o in o_leaves]
     outs = [_np.asarray(p) if isinstance(p, _np.generic) else p for p, _ in pairs]  # 0-d arrays, not scalars
     touts = [t if batched else t[0, ...] for _, t in pairs]
-    res = (_tree.unflatten(o_def, _fresh(outs, ins)), _tree.unflatten(o_def, _fresh(touts, ins)))
-    return (*res, _fresh_tree(_strip(aux, level), ins)) if has_aux else res
-
-
-def _fresh(leaves: list, inputs: list) -> list:
-    """The output leaves, each copied where it may share memory with an input (results own
-    their memory); a fresh result, the common case, is handed back without a copy."""
-    ins = _memory.leaves(inputs)
-    share = _memory.may_share_any
-    return [_copy_out(o) if o is not None and share(o, ins) else o for o in leaves]
-
-
-def _fresh_tree(tree: Any, inputs: list) -> Any:
-    leaves, td = _tree.flatten(tree)
-    arrays = [x if type(x) is DualTensor or _backend.is_array(x) else None for x in leaves]
-    fresh = _fresh(arrays, inputs)
-    return _tree.unflatten(td, [f if a is not None else x for x, a, f in zip(leaves, arrays, fresh)])
-
-
-def _copy_out(x: Any) -> Any:
-    import copy
-
-    return copy.deepcopy(x) if type(x) is DualTensor else _memory.copy_array(x)
+    res = (_tree.unflatten(o_def, fresh(outs, ins)), _tree.unflatten(o_def, fresh(touts, ins)))
+    return (*res, fresh_tree(strip(aux, level), ins)) if has_aux else res
 
 
 def batched_jvp(f: Callable, primals: Sequence, tangents: Sequence, *, has_aux: bool = False) -> tuple:
@@ -283,36 +203,7 @@ def _compatible(t: Any, td: Any) -> bool:
     return False
 
 
-def _split_aux(out: Any) -> tuple[Any, Any]:
-    if not (isinstance(out, (tuple, list)) and len(out) == 2):
-        raise _errors.StructureError(
-            f"with has_aux=True the function must return a pair (output, aux), got {type(out).__name__}"
-        )
-    return out[0], out[1]
-
-
-def _strip(tree: Any, level: int) -> Any:
-    """Aux outputs lose the tangents of this level (they are not differentiated); constants
-    of the namespace become their arrays."""
-
-    def strip(x: Any) -> Any:
-        if type(x) is not DualTensor:
-            return x
-        return _core.bare(x.primal if x.level == level else x)
-
-    return _tree.map_tree(strip, tree)
-
-
 # ------------------------------------------------------------------- jacfwd
-def _check_argnums(argnums: Any) -> tuple[int, ...]:
-    """The positions named by ``argnums`` (an integer or a tuple of them), as Python ints."""
-    nums = argnums if isinstance(argnums, tuple) else (argnums,)
-    if not nums:
-        raise ValueError("argnums is an empty tuple; name at least one argument to differentiate")
-    nums = tuple(_errors.as_index(a, "argnums", None, "an int or a tuple of ints") for a in nums)
-    if len(set(nums)) != len(nums):
-        raise ValueError(f"argnums has repeated entries: {argnums!r}")
-    return nums
 
 
 def _normal_argnums(argnums: Any, nums: tuple[int, ...]) -> int | tuple[int, ...]:
@@ -320,29 +211,18 @@ def _normal_argnums(argnums: Any, nums: tuple[int, ...]) -> int | tuple[int, ...
     return nums if isinstance(argnums, tuple) else nums[0]
 
 
-def _check_chunk_size(chunk_size: Any) -> int | None:
-    if chunk_size is None:
-        return None
-    return _errors.as_index(chunk_size, "chunk_size", 1, "a positive integer or None")
-
-
 def _check_options(argnums: Any, chunk_size: Any, has_aux: Any, holomorphic: Any, progress: Any) -> tuple:
     """Every argument of ``jacfwd`` checked when the transform is built, before any call.
 
     Returns ``(argnums, nums, chunk_size)`` with integral values made Python ints.
     """
-    nums = _check_argnums(argnums)
-    chunk_size = _check_chunk_size(chunk_size)
+    nums = check_argnums(argnums)
+    chunk_size = check_chunk_size(chunk_size)
     for name, v in (("has_aux", has_aux), ("holomorphic", holomorphic)):
         if not isinstance(v, bool):
             raise TypeError(f"{name} must be True or False, got {v!r}")
     _progress.check(progress)
     return _normal_argnums(argnums, nums), nums, chunk_size
-
-
-# Working set per direction, in arrays as large as the larger of input and output: a
-# ForwardDiff-style fixed heuristic (the intermediates of f cannot be known in advance).
-_LIVE_ARRAYS = 8
 
 
 def _auto_chunk(n: int, m: int, itemsize: int, reserved: int | None = 0) -> int:
@@ -352,7 +232,7 @@ def _auto_chunk(n: int, m: int, itemsize: int, reserved: int | None = 0) -> int:
     passes' primal and tangents), so the budget buys proportionally fewer directions here.
     """
     frames = _budget.frames()
-    per_direction = _LIVE_ARRAYS * itemsize * max(n, m, 1) * _budget.scale(frames)
+    per_direction = LIVE_ARRAYS * itemsize * max(n, m, 1) * _budget.scale(frames)
     budget = get_memory_budget()
     if not frames:
         return max(1, min(n, budget // per_direction))
@@ -407,31 +287,44 @@ def jacfwd(
     (2, 2, 2)
     """
     argnums, nums, chunk_size = _check_options(argnums, chunk_size, has_aux, holomorphic, progress)
+    opts = (argnums, nums, has_aux, chunk_size, holomorphic, progress)
+    routed = _routed(f, opts, sparsity, executor, batch_axis, check, with_value=False)
+    if routed is not None:
+        return routed
+
+    def jacfun(*args: Any, **kwargs: Any) -> Any:
+        value, jac, aux = _jacobian(f, args, kwargs, *opts)
+        return (jac, fresh_tree(aux, _tree.flatten((args, kwargs))[0])) if has_aux else jac
+
+    jacfun.__doc__ = f"Jacobian of {getattr(f, '__name__', 'f')} with respect to argnums={argnums}."
+    return jacfun
+
+
+def _routed(
+    f: Callable, opts: tuple, sparsity: Any, executor: Any, batch_axis: Any, check: bool, with_value: bool
+) -> Callable | None:
+    """The transform ``jacfwd`` (``value_and_jacfwd`` with ``with_value``) hands over to: per-sample,
+    sparse or distributed; None for the dense one. ``opts`` are the checked options."""
+    argnums, nums, has_aux, chunk_size, holomorphic, progress = opts
     if batch_axis is not None:
         _only_with_batch_axis(
             sparsity=sparsity, executor=executor, holomorphic=holomorphic, progress=progress
         )
         return _batched.batched_jacfwd(
             f, argnums, nums, batch_axis=batch_axis, has_aux=has_aux, chunk_size=chunk_size, check=check,
-            engine=_engine(),
+            with_value=with_value, engine=_engine(),
         )  # fmt: skip
     _check_combination(sparsity, executor, holomorphic)
     if sparsity is not None:
-        return _sparse_transform(f, sparsity, argnums, has_aux, chunk_size, holomorphic, progress)
+        sparse = _sparse_transform(f, sparsity, argnums, has_aux, chunk_size, holomorphic, progress)
+        return sparse.value_and_jacobian if with_value else sparse
     if executor is not None:
         distributed_jacfwd = hooks.entry("distributed_jacfwd")  # the executors sit above this module
 
         return distributed_jacfwd(
             f, argnums, executor=executor, chunk_size=chunk_size, has_aux=has_aux, progress=progress
         )
-    opts = (argnums, nums, has_aux, chunk_size, holomorphic, progress)
-
-    def jacfun(*args: Any, **kwargs: Any) -> Any:
-        value, jac, aux = _jacobian(f, args, kwargs, *opts)
-        return (jac, _fresh_tree(aux, _tree.flatten((args, kwargs))[0])) if has_aux else jac
-
-    jacfun.__doc__ = f"Jacobian of {getattr(f, '__name__', 'f')} with respect to argnums={argnums}."
-    return jacfun
+    return None
 
 
 def _sparsity_pattern_fn() -> Callable:
@@ -516,21 +409,14 @@ def value_and_jacfwd(
     ``batch_axis`` gives per-sample Jacobians, as in ``jacfwd``.
     """
     argnums, nums, chunk_size = _check_options(argnums, chunk_size, has_aux, holomorphic, progress)
-    if batch_axis is not None:
-        _only_with_batch_axis(sparsity=sparsity, holomorphic=holomorphic, progress=progress)
-        return _batched.batched_jacfwd(
-            f, argnums, nums, batch_axis=batch_axis, has_aux=has_aux, chunk_size=chunk_size, check=check,
-            with_value=True, engine=_engine(),
-        )  # fmt: skip
-    if sparsity is not None:
-        return _sparse_transform(
-            f, sparsity, argnums, has_aux, chunk_size, holomorphic, progress
-        ).value_and_jacobian
     opts = (argnums, nums, has_aux, chunk_size, holomorphic, progress)
+    routed = _routed(f, opts, sparsity, None, batch_axis, check, with_value=True)
+    if routed is not None:
+        return routed
 
     def fun(*args: Any, **kwargs: Any) -> Any:
         value, jac, aux = _jacobian(f, args, kwargs, *opts)
-        value, aux = _fresh_tree((value, aux), _tree.flatten((args, kwargs))[0])  # results own their memory
+        value, aux = fresh_tree((value, aux), _tree.flatten((args, kwargs))[0])  # results own their memory
         return ((value, aux), jac) if has_aux else (value, jac)
 
     return fun
@@ -538,12 +424,7 @@ def value_and_jacfwd(
 
 def _select(args: tuple, argnums: Any, nums: tuple[int, ...]) -> tuple[tuple[int, ...], Any]:
     """The positions (made non-negative) and the tree of the arguments to differentiate."""
-    for a in nums:
-        if not -len(args) <= a < len(args):
-            raise ValueError(
-                f"argnums {argnums!r} is out of range for a call with {len(args)} positional arguments"
-            )
-    nums = tuple(a % len(args) for a in nums)
+    nums = positions(argnums, nums, len(args))
     return nums, (args[nums[0]] if isinstance(argnums, int) else tuple(args[a] for a in nums))
 
 
@@ -589,10 +470,10 @@ def _jacobian(
         if res is not None:
             return res
     leaves, in_def = _tree.flatten(in_tree)
-    leaves = [_leaf_array(x, "a differentiated argument") for x in leaves]
+    leaves = [leaf_array(x, "a differentiated argument") for x in leaves]
     itemsize = 8
     for x in leaves:
-        itemsize = _check_differentiable_input(x, holomorphic, who)
+        itemsize = check_differentiable_input(x, holomorphic, who)
     sizes = [math.prod(x.shape) for x in leaves]
     offsets = [sum(sizes[:i]) for i in range(len(sizes))]
     n = sum(sizes)
@@ -620,8 +501,8 @@ def _jacobian(
             finally:
                 _budget.pop(token)
             if has_aux:
-                out, a_ = _split_aux(out)
-                aux = _strip(a_, level) if aux is None else aux
+                out, a_ = split_aux(out)
+                aux = strip(a_, level) if aux is None else aux
             o_leaves, o_def = _tree.flatten(out)
             if who == "grad":
                 _check_scalar(o_leaves, o_def)
@@ -659,7 +540,7 @@ def _jacobian_one_pass(
 
     Returns None (the general path takes over) when the directions need several chunks.
     """
-    itemsize = _check_differentiable_input(x, holomorphic, who)
+    itemsize = check_differentiable_input(x, holomorphic, who)
     n = math.prod(x.shape)
     if n == 0 or (chunk_size or _auto_chunk(n, n, itemsize)) < n:
         return None
@@ -673,15 +554,15 @@ def _jacobian_one_pass(
         _budget.pop(token)
     aux = None
     if has_aux:
-        out, aux = _split_aux(out)
-        aux = _strip(aux, level)
+        out, aux = split_aux(out)
+        aux = strip(aux, level)
     if who == "grad":
         _check_scalar(*_tree.flatten(out))
     if type(out) is DualTensor and out.level == level:  # one output array: no tree to walk
         o, t = _core.bare(out.primal), out._t
         _budget.check_result(n, math.prod(o.shape), itemsize, x, who)
         if t is not None and t.shape[0] != n:
-            t = _ns(t).broadcast_to(t, (n, *t.shape[1:]))
+            t = ns(t).broadcast_to(t, (n, *t.shape[1:]))
         return o, _plain(_block(t, o, x, 0, n)), aux
     o_leaves, o_def = _tree.flatten(out)
     pairs = [_unpack_chunk(leaf, level) for leaf in o_leaves]
@@ -689,7 +570,7 @@ def _jacobian_one_pass(
     blocks = []
     for o, t in pairs:
         if t is not None and t.shape[0] != n:
-            t = _ns(t).broadcast_to(t, (n, *t.shape[1:]))
+            t = ns(t).broadcast_to(t, (n, *t.shape[1:]))
         blocks.append(_plain(_block(t, o, x, 0, n)))
     return _tree.unflatten(o_def, [o for o, _ in pairs]), _tree.unflatten(o_def, blocks), aux
 
@@ -708,7 +589,7 @@ def _check_scalar(o_leaves: list, o_def: Any) -> None:
             f"grad needs a function with a scalar output, got an output of shape {tuple(leaf.shape)}; "
             "use ft.jacfwd for the Jacobian of a non-scalar output (or reduce it, e.g. with ft.sum)"
         )
-    kind = _dtype_info(_innermost_ns(leaf), leaf.dtype)[0]
+    kind = dtype_info(innermost_ns(leaf), leaf.dtype)[0]
     if kind != "real":
         raise _errors.NotDifferentiableError(
             f"grad needs a real floating scalar output, got dtype {leaf.dtype}; use ft.jacfwd "
@@ -721,72 +602,31 @@ def _empty_jacobian(f, args, kwargs, argnums, nums, has_aux, leaves, in_def, who
     out = _call_with(f, args, kwargs, argnums, nums, _tree.unflatten(in_def, leaves))
     aux = None
     if has_aux:
-        out, aux = _split_aux(out)
+        out, aux = split_aux(out)
     o_leaves, o_def = _tree.flatten(out)
     if who == "grad":
         _check_scalar(o_leaves, o_def)
-    outs = [_unpack(o, 0, 1)[0] for o in o_leaves]
+    outs = [unpack(o, 0, 1)[0] for o in o_leaves]
     blocks = [_tree.unflatten(in_def, [_block(None, o, x, 0, 0) for x in leaves]) for o in outs]
     return _tree.unflatten(o_def, outs), _tree.unflatten(o_def, blocks), aux
-
-
-_DTYPE_INFO: dict = {}  # (namespace, dtype) -> (kind, itemsize): isdtype is slow on NumPy
-
-
-def _dtype_info(xp: Any, dt: Any) -> tuple[str, int]:
-    key = (xp, dt)
-    info = _DTYPE_INFO.get(key)
-    if info is None:
-        if xp.isdtype(dt, "real floating"):
-            info = ("real", xp.finfo(dt).bits // 8)
-        elif xp.isdtype(dt, "complex floating"):
-            info = ("complex", 2 * (xp.finfo(dt).bits // 8))
-        else:
-            info = ("other", 8)
-        _DTYPE_INFO[key] = info
-    return info
-
-
-def _check_differentiable_input(x: Any, holomorphic: bool, who: str = "jacfwd") -> int:
-    """Refuse an input ``who`` (jacfwd, grad) cannot differentiate; return its bytes per element."""
-    kind, itemsize = _dtype_info(_innermost_ns(x), x.dtype)
-    if kind == "real" or (kind == "complex" and holomorphic):
-        return itemsize
-    if kind == "complex" and who == "grad":
-        raise _errors.NotDifferentiableError(
-            f"grad got a complex input ({x.dtype}); grad differentiates real floating inputs. "
-            "Use ft.jacfwd(f, holomorphic=True) for the complex derivative of a holomorphic f, "
-            "or differentiate with respect to the real and imaginary parts as separate inputs"
-        )
-    if kind == "complex":
-        raise _errors.NotDifferentiableError(
-            f"jacfwd got a complex input ({x.dtype}). For a holomorphic function pass "
-            "holomorphic=True to get the complex derivative df/dz; otherwise differentiate "
-            "with respect to the real and imaginary parts as separate real inputs, e.g. "
-            "jacfwd(lambda re, im: f(re + 1j * im), argnums=(0, 1))"
-        )
-    raise _errors.NotDifferentiableError(
-        f"{who} differentiates floating inputs, got dtype {x.dtype}; cast it with "
-        "astype(x, float64) or leave it out of argnums"
-    )
 
 
 def _seed_chunk(x: Any, off: int, m: int, s: int, e: int, level: int) -> DualTensor:
     """The dual for input leaf ``x`` (elements ``off..off+m``) in directions ``s..e``."""
     B = e - s
     if off >= e or off + m <= s:
-        return _seed(x, None, level, B)
-    xp = _innermost_ns(x)
+        return seed(x, None, level, B)
+    xp = innermost_ns(x)
     if x.ndim == 1 and xp is _NP:
-        return _seed(x, _basis(B, m, s - off, x.dtype), level, B)
+        return seed(x, _basis(B, m, s - off, x.dtype), level, B)
     eye = xp.eye(B, m, k=s - off, dtype=x.dtype, device=array_api_compat.device(_innermost(x)))
-    return _seed(x, xp.reshape(eye, (B, *x.shape)), level, B)
+    return seed(x, xp.reshape(eye, (B, *x.shape)), level, B)
 
 
 def _unpack_chunk(leaf: Any, level: int) -> tuple[Any, Any]:
     if type(leaf) is DualTensor and leaf.level == level:
         return _core.bare(leaf.primal), leaf._t
-    p, _ = _unpack(leaf, level, 1)  # validates the leaf; its tangent is zero
+    p, _ = unpack(leaf, level, 1)  # validates the leaf; its tangent is zero
     return p, None
 
 
@@ -810,7 +650,7 @@ class _Sink:
             if t is None:
                 continue
             if t.shape[0] != e - s:
-                t = _ns(t).broadcast_to(t, (e - s, *t.shape[1:]))
+                t = ns(t).broadcast_to(t, (e - s, *t.shape[1:]))
             if self.chunked and type(t) is not DualTensor:
                 self._write(j, s, e, t)
             else:
@@ -820,13 +660,8 @@ class _Sink:
         xp = _backend.namespace_of(t)
         mo = math.prod(self.outs[j].shape)
         if self.bufs[j] is None:
-            dev = array_api_compat.device(t)
-            self.bufs[j] = [xp.zeros((mo, m), dtype=t.dtype, device=dev) for m in self.sizes]
-        t2 = xp.reshape(t, (e - s, mo))
-        for buf, off, m in zip(self.bufs[j], self.offsets, self.sizes):
-            a, b = max(s, off), min(e, off + m)
-            if a < b:
-                buf[:, a - off : b - off] = xp.matrix_transpose(t2[a - s : b - s, ...])
+            self.bufs[j] = zero_blocks(xp, mo, self.sizes, t.dtype, array_api_compat.device(t))
+        transpose_into(self.bufs[j], self.offsets, self.sizes, s, e, xp.reshape(t, (e - s, mo)))
 
     def result(self) -> list[list]:
         """Per output leaf, the list of blocks ``out.shape + in.shape`` (one per input leaf)."""
@@ -855,7 +690,7 @@ def _assemble(parts: list, out: Any, n: int) -> Any:
         return None
     if len(parts) == 1 and parts[0][:2] == (0, n):
         return parts[0][2]
-    xp = _ns(parts[0][2])
+    xp = ns(parts[0][2])
     full, pos = [], 0
     for s, e, t in parts:
         if s > pos:
@@ -871,10 +706,10 @@ def _block(full: Any, out: Any, x: Any, off: int, m: int) -> Any:
     """The Jacobian block ``out.shape + x.shape`` from the stacked tangents ``(n, *out.shape)``."""
     so = tuple(out.shape)
     if full is None:  # a constant output: zeros on the input's backend and device
-        xp = _innermost_ns(x)
-        dt = _result_dtype(xp, out, x)
+        xp = innermost_ns(x)
+        dt = result_dtype(xp, out, x)
         return xp.zeros(so + tuple(x.shape), dtype=dt, device=array_api_compat.device(_innermost(x)))
-    xp = _ns(full)
+    xp = ns(full)
     t = full[off : off + m, ...] if (off, m) != (0, full.shape[0]) else full
     nd = len(so)
     if nd == 1:
@@ -886,13 +721,6 @@ def _block(full: Any, out: Any, x: Any, off: int, m: int) -> Any:
 
 
 _innermost = _core.innermost
-
-
-def _result_dtype(xp: Any, out: Any, x: Any) -> Any:
-    """The input's dtype, promoted with a floating output's dtype of the same backend."""
-    if _innermost_ns(out) is xp and _backend.is_floating(xp, out.dtype):
-        return xp.result_type(out.dtype, x.dtype)
-    return x.dtype
 
 
 # ------------------------------------------------------- identity seeds (NumPy)
@@ -1043,7 +871,7 @@ def _scalar_argument(x: Any) -> Any:
 def _first_derivative(f: Callable) -> Callable:
     def df(x: Any) -> Any:
         x = _scalar_argument(x)
-        xp = _innermost_ns(x)
+        xp = innermost_ns(x)
         one = xp.ones((), dtype=x.dtype, device=array_api_compat.device(_innermost(x)))
         return jvp(f, (x,), (one,))[1]
 

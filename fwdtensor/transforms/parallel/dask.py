@@ -40,10 +40,7 @@ def _rebuild(d: DualTensor, it: Any) -> DualTensor:
     """``d`` with its arrays replaced, in ``_arrays`` order, by the values from ``it``."""
     parts = [_rebuild(x, it) if type(x) is DualTensor else next(it) for x in (d.primal, d._t)]
     p, t = parts
-    inner = p
-    while type(inner) is DualTensor:
-        inner = inner.primal
-    return _core._make(p, t, d.level, d._B, namespace_of(inner))
+    return _core._make(p, t, d.level, d._B, namespace_of(_core.innermost(p)))
 
 
 def _has_dask(arrays: Iterable) -> bool:

@@ -42,6 +42,7 @@ from ...core.dual import DualTensor
 from ...core.errors import FwdTensorError, NotDifferentiableError
 from .. import jacobian as _jacobian
 from .. import progress as _progress
+from ..common import LIVE_ARRAYS, check_argnums, transpose_into, zero_blocks
 from . import dask as _dask
 
 __all__ = ["DistributedError", "distributed_jacfwd", "jacfwd_distributed", "push_directions"]
@@ -49,7 +50,6 @@ __all__ = ["DistributedError", "distributed_jacfwd", "jacfwd_distributed", "push
 log = logging.getLogger("fwdtensor.distributed")
 
 _CHUNKS_PER_WORKER = 4  # enough tasks to balance uneven workers, few enough to amortise overhead
-_LIVE_ARRAYS = 8  # working set per direction in tangents of n elements (as local jacfwd assumes)
 DEFAULT_TIMEOUT = 600.0  # seconds one chunk may take from submission before it counts as stuck
 _NO_WORKERS_GRACE = 30.0  # seconds a cluster may have no workers (a restart) before the run stops
 _POLL = 0.5  # seconds between checks for stuck chunks and missing workers
@@ -261,7 +261,7 @@ def run_chunk(work: _Work, s: int, e: int) -> _Done | _Failed:
 
 
 # ---------------------------------------------------------------- the client
-class _Sink:
+class _ChunkStore:
     """Stores each chunk's tangents exactly once; subclasses say where they go."""
 
     def __init__(self, n_chunks: int) -> None:
@@ -289,7 +289,7 @@ class _Sink:
         raise NotImplementedError
 
 
-class _Blocks(_Sink):
+class _Blocks(_ChunkStore):
     """Identity seeds: the tangents become Jacobian blocks ``(m_out, m_in)`` per input leaf."""
 
     def __init__(self, leaves: list, n_chunks: int) -> None:
@@ -300,20 +300,13 @@ class _Blocks(_Sink):
 
     def alloc(self, t: Any) -> list:
         xp = _backend.namespace_of(t)
-        mo, dev = math.prod(t.shape[1:]), array_api_compat.device(t)
         floating = _backend.is_floating(xp, t.dtype)  # a constant integer output: x's dtype, as jacfwd
-        return [
-            xp.zeros((mo, m), dtype=t.dtype if floating else dt, device=dev)
-            for m, dt in zip(self.sizes, self.dtypes)
-        ]
+        dtype = t.dtype if floating else self.dtypes
+        return zero_blocks(xp, math.prod(t.shape[1:]), self.sizes, dtype, array_api_compat.device(t))
 
     def write(self, j: int, s: int, e: int, t: Any) -> None:
-        xp = _backend.namespace_of(t)
-        t2 = xp.reshape(t, (e - s, math.prod(self.shapes[j])))
-        for buf, off, m in zip(self.bufs[j], self.offsets, self.sizes):
-            a, b = max(s, off), min(e, off + m)
-            if a < b:
-                buf[:, a - off : b - off] = xp.matrix_transpose(t2[a - s : b - s, ...])
+        t2 = _backend.namespace_of(t).reshape(t, (e - s, math.prod(self.shapes[j])))
+        transpose_into(self.bufs[j], self.offsets, self.sizes, s, e, t2)
 
     def result(self, in_def: Any, leaves: list) -> Any:
         """The Jacobian tree: output structure of input structures of ``out.shape + in.shape``."""
@@ -325,7 +318,7 @@ class _Blocks(_Sink):
         return _tree.unflatten(self.o_def, blocks)
 
 
-class _Rows(_Sink):
+class _Rows(_ChunkStore):
     """Any seeds: the tangents of the n directions stacked as ``(n, *out.shape)`` per output leaf."""
 
     def __init__(self, n: int, n_chunks: int) -> None:
@@ -415,7 +408,7 @@ class _Runner:
     """Submits every chunk, stores results as they arrive and resubmits lost tasks."""
 
     def __init__(
-        self, pool: Any, ranges: list, retries: int, sink: _Sink, bar: Any, timeout: float | None
+        self, pool: Any, ranges: list, retries: int, sink: _ChunkStore, bar: Any, timeout: float | None
     ) -> None:
         self.pool, self.ranges, self.retries, self.sink, self.bar = pool, ranges, retries, sink, bar
         self.timeout = timeout
@@ -490,22 +483,6 @@ class _Runner:
 
 
 # ------------------------------------------------------------------ checks
-def _check_argnums(argnums: Any, nargs: int | None = None) -> tuple[int, ...]:
-    nums = argnums if isinstance(argnums, tuple) else (argnums,)
-    if not nums:
-        raise TypeError(f"argnums must be an int or a non-empty tuple of ints, got {argnums!r}")
-    nums = tuple(_errors.as_index(a, "argnums", None, "an int or a non-empty tuple of ints") for a in nums)
-    if len(set(nums)) != len(nums):
-        raise ValueError(f"argnums has repeated entries: {argnums!r}")
-    if nargs is not None:
-        if any(not -nargs <= a < nargs for a in nums):
-            raise ValueError(
-                f"argnums {argnums!r} is out of range for a call with {nargs} positional arguments"
-            )
-        nums = tuple(a % nargs for a in nums)
-    return nums
-
-
 def _check_options(chunk_size: Any, retries: Any, timeout: Any = None) -> None:
     if chunk_size is not None:
         _errors.as_index(chunk_size, "chunk_size", 1, "a positive integer or None")
@@ -537,7 +514,7 @@ def _check_leaf(x: Any) -> int:
 def default_chunk_size(n: int, itemsize: int, workers: int) -> int:
     """About ``4 * workers`` chunks, each small enough that its tangents fit the memory budget."""
     balanced = math.ceil(n / (_CHUNKS_PER_WORKER * max(workers, 1)))
-    fits = _jacobian.get_memory_budget() // (_LIVE_ARRAYS * itemsize * max(n, 1))
+    fits = _jacobian.get_memory_budget() // (LIVE_ARRAYS * itemsize * max(n, 1))
     return max(1, min(n, balanced, fits))
 
 
@@ -574,7 +551,7 @@ def _push(
 ) -> tuple:
     """Check everything, run the chunks, return the filled sink (``_Blocks`` for identity seeds)."""
     pool = _pool(executor)
-    nums = _check_argnums(argnums, len(args))
+    nums = check_argnums(argnums, len(args))
     _check_options(chunk_size, retries, timeout)
     _progress.check(progress)
     work = _Work(f, tuple(args), dict(kwargs), argnums, nums, seeds, has_aux)
@@ -613,7 +590,7 @@ def jacfwd_distributed(
     Jacobian, or ``(jacobian, aux)``.
     """
     _pool(executor)  # a bad executor is named before anything else is looked at
-    nums = _check_argnums(argnums, len(args))
+    nums = check_argnums(argnums, len(args))
     tree = args[nums[0]] if isinstance(argnums, int) else tuple(args[a] for a in nums)
     leaves, in_def = _tree.flatten(tree)
     for x in leaves:
@@ -658,7 +635,7 @@ def distributed_jacfwd(
            [0., 1.]])
     """
     _pool(executor)
-    nums = _check_argnums(argnums)
+    nums = check_argnums(argnums)
     argnums = nums if isinstance(argnums, tuple) else nums[0]  # NumPy integers made Python ints
     _check_options(chunk_size, retries, timeout)
     chunk_size = None if chunk_size is None else _errors.as_index(chunk_size, "chunk_size")

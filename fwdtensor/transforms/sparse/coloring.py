@@ -11,9 +11,19 @@ from typing import Any
 
 import numpy as np
 
-from .pattern import _csc, as_pattern
+from .pattern import SparsityPattern, as_pattern
 
 __all__ = ["color_columns"]
+
+
+def _csc(P: SparsityPattern) -> tuple[list, list]:
+    """Column pointers and the rows of each column (the transpose of the CSR pattern)."""
+    n = P.shape[1]
+    order = np.argsort(P.indices, kind="stable")
+    rows = P.rows()[order]
+    cptr = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(np.bincount(P.indices, minlength=n), out=cptr[1:])
+    return cptr.tolist(), rows.tolist()
 
 
 # ------------------------------------------------------------------ colouring

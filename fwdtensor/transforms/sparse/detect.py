@@ -16,6 +16,7 @@ from collections.abc import Callable
 from types import ModuleType
 from typing import Any
 
+import array_api_compat
 import numpy as np
 
 from ...core import backend as _backend
@@ -24,9 +25,12 @@ from ...core import errors as _errors
 from ...core import tree as _tree
 from ...core.dual import DualTensor
 from ...core.levels import new_level
-from .pattern import _NPX, SparsityPattern, _argpos, _host, _inner
+from ..common import check_differentiable_input, leaf_array, position, split_aux
+from .pattern import SparsityPattern
 
 __all__ = ["sparsity_pattern", "is_tracer", "custom_dependency"]
+
+_NPX = array_api_compat.numpy  # index bookkeeping always happens on the host, in NumPy
 
 
 # ------------------------------------------------------------- detection
@@ -47,11 +51,9 @@ def sparsity_pattern(
     >>> p.toarray().astype(int).tolist()
     [[1, 1, 0, 0], [0, 1, 1, 0], [0, 0, 1, 1]]
     """
-    from ..jacobian import _check_differentiable_input, _leaf_array, _split_aux
-
-    i = _argpos(argnums, len(args))
-    x = _inner(_leaf_array(args[i], f"argument {argnums}"))
-    _check_differentiable_input(x, False)
+    i = position(argnums, len(args))
+    x = _core.innermost(leaf_array(args[i], f"argument {argnums}"))
+    check_differentiable_input(x, False)
     n = math.prod(x.shape)
     bxp = _backend.namespace_of(x)
     level = new_level()
@@ -69,7 +71,7 @@ def sparsity_pattern(
             )
         raise
     if has_aux:
-        out = _split_aux(out)[0]
+        out = split_aux(out)[0]
     if type(out) is not DualTensor and not _backend.is_array(out):
         raise _errors.StructureError(
             f"sparsity_pattern needs a function with a single array output, got {type(out).__name__}"
@@ -260,42 +262,27 @@ class _Deps:
             mine[k] = (mine[k] // M) * M + (M - 1)
         self.vid, self.sets, self._shape = mine, sets, None
 
-    # operators (rules mostly call the namespace, but a few use operators on tangents)
-    def __add__(self, o: Any) -> _Deps:
-        return _elementwise([self, o], self)  # noqa: E704
+    # operators (rules mostly call the namespace, but a few use operators on tangents): every
+    # arithmetic operator depends on both operands elementwise, in the order they are given
+    def _forward(self, o: Any) -> _Deps:
+        return _elementwise([self, o], self)
 
-    def __radd__(self, o: Any) -> _Deps:
-        return _elementwise([o, self], self)  # noqa: E704
+    def _reflected(self, o: Any) -> _Deps:
+        return _elementwise([o, self], self)
 
-    def __sub__(self, o: Any) -> _Deps:
-        return _elementwise([self, o], self)  # noqa: E704
-
-    def __rsub__(self, o: Any) -> _Deps:
-        return _elementwise([o, self], self)  # noqa: E704
-
-    def __mul__(self, o: Any) -> _Deps:
-        return _elementwise([self, o], self)  # noqa: E704
-
-    def __rmul__(self, o: Any) -> _Deps:
-        return _elementwise([o, self], self)  # noqa: E704
-
-    def __truediv__(self, o: Any) -> _Deps:
-        return _elementwise([self, o], self)  # noqa: E704
-
-    def __rtruediv__(self, o: Any) -> _Deps:
-        return _elementwise([o, self], self)  # noqa: E704
+    __add__ = __sub__ = __mul__ = __truediv__ = _forward
+    __radd__ = __rsub__ = __rmul__ = __rtruediv__ = _reflected
 
     def __neg__(self) -> _Deps:
-        return self  # noqa: E704
+        return self
 
-    def __pos__(self) -> _Deps:
-        return self  # noqa: E704
+    __pos__ = __neg__
 
     def __matmul__(self, o: Any) -> _Deps:
-        return _matmul(self, o)  # noqa: E704
+        return _matmul(self, o)
 
     def __rmatmul__(self, o: Any) -> _Deps:
-        return _matmul(o, self)  # noqa: E704
+        return _matmul(o, self)
 
 
 def _to_vid_space(v: Any) -> Any:
@@ -309,7 +296,7 @@ def _to_vid_space(v: Any) -> Any:
     if isinstance(v, list):
         return [_to_vid_space(a) for a in v]
     if type(v) is DualTensor or (_backend.is_array(v) and not isinstance(v, np.ndarray)):
-        return _host(v)
+        return _backend.to_host(v)
     return v
 
 

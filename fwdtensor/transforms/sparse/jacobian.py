@@ -23,11 +23,25 @@ import numpy as np
 from ...core import backend as _backend
 from ...core import errors as _errors
 from ...core import tree as _tree
-from ...core.dual import DualTensor
+from ...core.dual import DualTensor, innermost
 from ...core.levels import new_level
+from ..common import (
+    check_chunk_size,
+    check_differentiable_input,
+    fresh_tree,
+    leaf_array,
+    ns,
+    position,
+    result_dtype,
+    seed,
+    split_aux,
+    split_output,
+    strip,
+    unpack,
+)
 from .coloring import color_columns
 from .detect import sparsity_pattern
-from .pattern import SparsityPattern, _argpos, _inner, _ns, _scipy_sparse, _tree_split, as_pattern
+from .pattern import SparsityPattern, as_pattern, scipy_sparse
 
 __all__ = ["SparsityPattern", "SparseJacobian", "color_columns", "sparse_jacfwd", "sparsity_pattern"]
 
@@ -91,7 +105,6 @@ class SparseJacobian:
         progress: Any = False,
     ) -> None:
         from .. import progress as _progress
-        from ..jacobian import _check_chunk_size
 
         if isinstance(argnums, tuple):
             raise TypeError(
@@ -101,7 +114,7 @@ class SparseJacobian:
         argnums = _errors.as_index(
             argnums, "argnums (of a sparse Jacobian, one array argument)", None, "an int"
         )
-        chunk_size = _check_chunk_size(chunk_size)
+        chunk_size = check_chunk_size(chunk_size)
         if output not in ("sparse", "dense"):
             raise ValueError(f"output must be 'sparse' or 'dense', got {output!r}")
         for name, v in (("has_aux", has_aux), ("holomorphic", holomorphic)):
@@ -137,19 +150,15 @@ class SparseJacobian:
 
     def value_and_jacobian(self, *args: Any, **kwargs: Any) -> tuple:
         """``(value, jacobian)`` from one pass (``((value, aux), jacobian)`` with ``has_aux``)."""
-        from ..jacobian import _fresh_tree
-
         (value, aux), jac = self._run(args, kwargs)
-        value, aux = _fresh_tree((value, aux), _tree.flatten((args, kwargs))[0])  # results own their memory
+        value, aux = fresh_tree((value, aux), _tree.flatten((args, kwargs))[0])  # results own their memory
         return ((value, aux), jac) if self.has_aux else (value, jac)
 
     # --------------------------------------------------------------- one call
     def _run(self, args: tuple, kwargs: dict) -> tuple:
-        from ..jacobian import _check_differentiable_input, _leaf_array
-
-        i = _argpos(self.argnums, len(args))
-        x = _leaf_array(args[i], f"argument {self.argnums}")
-        _check_differentiable_input(x, self.holomorphic)
+        i = position(self.argnums, len(args))
+        x = leaf_array(args[i], f"argument {self.argnums}")
+        check_differentiable_input(x, self.holomorphic)
         if self.pattern is None:
             t0 = time.perf_counter()
             self._use(sparsity_pattern(self.f, *args, argnums=i, has_aux=self.has_aux, **kwargs))
@@ -183,11 +192,9 @@ class SparseJacobian:
 
     def _compressed(self, g: Callable, x: Any) -> tuple:
         """Value, aux and the compressed Jacobian ``(ncolors, m)`` (None when there are no colours)."""
-        from ..jacobian import _seed, _split_aux, _strip, _unpack
-
         if self.ncolors == 0:
             out = g(x)
-            out, aux = _tree_split(out, self.has_aux)
+            out, aux = split_output(out, self.has_aux)
             return out, aux, None
         from .. import progress as _progress
 
@@ -198,26 +205,26 @@ class SparseJacobian:
         try:
             for s in range(0, self.ncolors, k):
                 e = min(s + k, self.ncolors)
-                seed = seeds if (s, e) == (0, self.ncolors) else seeds[s:e, ...]
+                chunk = seeds if (s, e) == (0, self.ncolors) else seeds[s:e, ...]
                 level = new_level()
-                out = g(_seed(x, seed, level, e - s))
+                out = g(seed(x, chunk, level, e - s))
                 if self.has_aux:
-                    out, a_ = _split_aux(out)
-                    aux = _strip(a_, level) if aux is None else aux
+                    out, a_ = split_aux(out)
+                    aux = strip(a_, level) if aux is None else aux
                 if not (type(out) is DualTensor or _backend.is_array(out)):
                     return out, aux, None  # reported by the caller
-                o, t = _unpack(out, level, e - s)
+                o, t = unpack(out, level, e - s)
                 value = o if value is None else value
                 parts.append(t)
                 bar.update(e - s)
         finally:
             bar.close()
-        C = parts[0] if len(parts) == 1 else _ns(parts[0]).concat(parts, axis=0)
-        return value, aux, _ns(C).reshape(C, (self.ncolors, math.prod(value.shape)))
+        C = parts[0] if len(parts) == 1 else ns(parts[0]).concat(parts, axis=0)
+        return value, aux, ns(C).reshape(C, (self.ncolors, math.prod(value.shape)))
 
     def _seeds(self, x: Any) -> Any:
         """One direction per colour, ``(ncolors, *x.shape)``, cached per backend and device."""
-        xp, dev = _backend.namespace_of(_inner(x)), array_api_compat.device(_inner(x))
+        xp, dev = _backend.namespace_of(innermost(x)), array_api_compat.device(innermost(x))
         key = ("seed", xp, dev, x.dtype, tuple(x.shape))
         s = self._cache.get(key)
         if s is None:
@@ -252,13 +259,13 @@ class SparseJacobian:
         """The Jacobian from the compressed product ``C = J S`` (``S`` the colour seeds)."""
         P = self.pattern
         m, n = P.shape
-        inner = _inner(value)
+        inner = innermost(value)
         bxp, dev = _backend.namespace_of(inner), array_api_compat.device(inner)
-        dt = _result_dtype(bxp, value, x)
+        dt = result_dtype(bxp, value, x)
         if self.output == "dense":
             if C is None:
                 return bxp.zeros((*value.shape, *x.shape), dtype=dt, device=dev)
-            xp = _ns(C)
+            xp = ns(C)
             D = xp.permute_dims(xp.take(C, self._index(bxp, dev, m, "colors"), axis=0), (1, 0))
             D = xp.where(self._index(bxp, dev, m, "mask"), D, xp.zeros_like(D))
             return xp.reshape(D, (*value.shape, *x.shape))
@@ -279,7 +286,7 @@ class SparseJacobian:
 def _sparse_matrix(xp: ModuleType, vals: Any, indptr: Any, indices: Any, shape: tuple) -> Any:
     """A CSR matrix of the backend's own sparse family."""
     if array_api_compat.is_numpy_namespace(xp):
-        return _scipy_sparse().csr_array((vals, indices, indptr), shape=shape, copy=False)
+        return scipy_sparse().csr_array((vals, indices, indptr), shape=shape, copy=False)
     if array_api_compat.is_cupy_namespace(xp):
         import cupyx.scipy.sparse as csp
 
@@ -296,9 +303,3 @@ def _sparse_matrix(xp: ModuleType, vals: Any, indptr: Any, indices: Any, shape: 
         f"{xp.__name__} has no sparse matrix type fwdtensor knows; pass output='dense' "
         "to get the Jacobian as a dense array"
     )
-
-
-def _result_dtype(xp: ModuleType, value: Any, x: Any) -> Any:
-    if _backend.is_floating(xp, value.dtype):
-        return value.dtype
-    return x.dtype

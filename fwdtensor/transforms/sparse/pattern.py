@@ -10,16 +10,11 @@ from __future__ import annotations
 from types import ModuleType
 from typing import Any
 
-import array_api_compat
 import numpy as np
 
 from ...core import backend as _backend
-from ...core import dual as _core
-from ...core.dual import DualTensor
 
 __all__ = ["SparsityPattern", "as_pattern"]
-
-_NPX = array_api_compat.numpy  # index bookkeeping always happens on the host, in NumPy
 
 
 # ------------------------------------------------------------------ patterns
@@ -59,7 +54,7 @@ class SparsityPattern:
 
     def to_scipy(self) -> Any:
         """The pattern as a ``scipy.sparse.csr_array`` of booleans (needs SciPy)."""
-        sp = _scipy_sparse()
+        sp = scipy_sparse()
         data = np.ones(self.nnz, dtype=bool)
         return sp.csr_array((data, self.indices.copy(), self.indptr.copy()), shape=self.shape)
 
@@ -108,7 +103,8 @@ def as_pattern(p: Any) -> SparsityPattern:
     )
 
 
-def _scipy_sparse() -> ModuleType:
+def scipy_sparse() -> ModuleType:
+    """``scipy.sparse``, or an ImportError that says how to do without it (internal)."""
     try:
         import scipy.sparse as sp
     except ImportError:
@@ -120,37 +116,3 @@ def _scipy_sparse() -> ModuleType:
 
 
 _host = _backend.to_host
-
-
-def _csc(P: SparsityPattern) -> tuple[list, list]:
-    """Column pointers and the rows of each column (the transpose of the CSR pattern)."""
-    n = P.shape[1]
-    order = np.argsort(P.indices, kind="stable")
-    rows = P.rows()[order]
-    cptr = np.zeros(n + 1, dtype=np.int64)
-    np.cumsum(np.bincount(P.indices, minlength=n), out=cptr[1:])
-    return cptr.tolist(), rows.tolist()
-
-
-def _argpos(argnums: int, nargs: int) -> int:
-    if not -nargs <= argnums < nargs:
-        raise ValueError(f"argnums {argnums} is out of range for a call with {nargs} positional arguments")
-    return argnums % nargs
-
-
-def _tree_split(out: Any, has_aux: bool) -> tuple:
-    if not has_aux:
-        return out, None
-    from ..jacobian import _split_aux
-
-    return _split_aux(out)
-
-
-def _inner(x: Any) -> Any:
-    while type(x) is DualTensor:
-        x = x.primal
-    return x
-
-
-def _ns(x: Any) -> Any:
-    return _core.FT if type(x) is DualTensor else _backend.namespace_of(x)
