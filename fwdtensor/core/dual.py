@@ -332,10 +332,8 @@ class DualTensor:
         # Dual times dual, the hottest operation of most programs: the product rule inline
         # where nothing needs the general path (``binary``): one level, one backend, plain
         # primals of one type and rank, both tangents with one number of directions, no
-        # NaN debugging, no fused kernels. The tangent ``ta * b + tb * a`` is the multiply
-        # rule's own ``jvp`` (``rules/elementwise.py``) without its calls: both products
-        # have the shape (B, *y.shape) and the result's dtype, so the sum goes in place.
-        # Tangents are never NumPy matrices, so ``*`` on them is the elementwise multiply.
+        # NaN debugging, no fused kernels. The tangent is the multiply rule's own ``jvp``
+        # (``rules/elementwise.py``), so the product rule stays written once.
         if type(other) is not DualTensor:
             return binary(R.multiply, self, other)
         pa, pb, ta, tb = self.primal, other.primal, self._t, other._t
@@ -355,8 +353,7 @@ class DualTensor:
         rule = R.multiply
         y = (rule.cache.get(bxp) or _fn(rule, bxp))(pa, pb)
         self._owned = other._owned = False  # the result may share their buffers: their next write copies
-        t = ta * pb[None, ...]
-        t += tb * pa[None, ...]
+        t = rule.jvp(bxp, pa, pb, y, ta, tb)
         r = _new(DualTensor)
         if type(y) in _NP_SCALARS:
             y = _backend.zero_d(y)
